@@ -1,0 +1,1 @@
+"""intermission: hold web requests (not fail them) while the database changes hands."""

@@ -1,0 +1,72 @@
+"""One exception root for everything roleswap refuses or fails at.
+
+Every error carries a ``remedy`` (what the operator should do next) and an
+``exit_code``; the CLI maps them to process exit codes the same way click's
+``ClickException.exit_code`` does.  Messages must never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class RoleSwapError(Exception):
+    """Root of all roleswap errors.  ``remedy`` tells the operator how to fix it."""
+
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, remedy: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": type(self).__name__, "message": self.message, "remedy": self.remedy}
+
+
+class UsageError(RoleSwapError):
+    """Bad command line or configuration; nothing was touched."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The config file is missing, unreadable or invalid."""
+
+
+class LabError(RoleSwapError):
+    """The local lab could not be started, stopped or inspected."""
+
+    exit_code = 1
+
+
+class MissingBinaryError(LabError):
+    """A required program (mariadbd, redis-server, ...) is not installed."""
+
+
+class ServerError(RoleSwapError):
+    """A server could not be reached or answered with an error."""
+
+
+class PreflightError(RoleSwapError):
+    """Preflight refused the swap; nothing was changed."""
+
+    exit_code = 3
+
+
+class RolledBackError(RoleSwapError):
+    """A step failed before the point of no return; every completed step was undone."""
+
+    exit_code = 4
+
+
+class AfterPointOfNoReturnError(RoleSwapError):
+    """A step failed after traffic resumed on the new primary; run `roleswap recover`."""
+
+    exit_code = 5
+
+
+class StepError(RoleSwapError):
+    """A single step failed (wrapped by the runner into RolledBack / AfterPointOfNoReturn)."""

@@ -1,0 +1,163 @@
+"""Start, find and stop the lab's server processes by PID.
+
+A process is only ever signalled after checking that its command line still
+mentions the instance directory we gave it, so a recycled PID belonging to
+someone else is never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from roleswap.errors import LabError, MissingBinaryError
+
+# Which Debian package provides each binary the lab needs.
+PACKAGES = {
+    "mariadbd": "mariadb-server",
+    "mariadb-install-db": "mariadb-server",
+    "mariadb-admin": "mariadb-client",
+    "redis-server": "redis-server",
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
+    "arping": "iputils-arping",
+    "ip": "iproute2",
+}
+
+_EXTRA_PATHS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+
+
+def which(binary: str) -> str | None:
+    """Find ``binary`` on PATH, also looking in sbin dirs a non-root PATH may lack."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    for d in _EXTRA_PATHS:
+        candidate = Path(d) / binary
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def require(*binaries: str) -> dict[str, str]:
+    """Resolve every binary or raise one error naming all missing ones and their packages."""
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for b in binaries:
+        path = which(b)
+        if path is None:
+            missing.append(b)
+        else:
+            found[b] = path
+    if missing:
+        pkgs = sorted({PACKAGES.get(b, b) for b in missing})
+        raise MissingBinaryError(
+            f"missing program(s): {', '.join(missing)}",
+            remedy=f"install them: sudo apt-get install -y {' '.join(pkgs)}",
+        )
+    return found
+
+
+def free_port(host: str = "127.0.0.1", avoid: set[int] | None = None) -> int:
+    """A TCP port that is free right now on ``host`` (the kernel picks it)."""
+    avoid = avoid or set()
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
+    raise LabError("could not find a free TCP port", remedy="free some ports and retry")
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a server detached from our session (it outlives us; we stop it by PID)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def alive(pid: int, marker: str | None = None) -> bool:
+    """True if ``pid`` runs (and, given ``marker``, its command line contains it)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    state = _proc_state(pid)
+    if state == "Z":
+        return False
+    return marker is None or marker in cmdline(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # the state follows the ")" that ends the command name
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def stop(pid: int, marker: str, timeout: float = 10.0) -> bool:
+    """SIGTERM then (after ``timeout``) SIGKILL ``pid`` if it is still our process.
+
+    Returns True if a process was stopped.  Reaps it if it is our child.
+    """
+    if not alive(pid, marker):
+        _reap(pid)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid):
+            return True
+        time.sleep(0.02)
+    if alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):
+            _reap(pid)
+            if not alive(pid):
+                break
+            time.sleep(0.01)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    except OSError:
+        pass

@@ -1,0 +1,85 @@
+"""A throw-away redis-server on a free loopback port (lab, tests, demo)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from roleswap.errors import LabError
+from roleswap.lab import procs
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A running redis-server we started; stop it with :meth:`stop`."""
+
+    host: str
+    port: int
+    pid: int
+    dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def marker(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def alive(self) -> bool:
+        return procs.alive(self.pid, self.marker)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        return procs.stop(self.pid, self.marker, timeout)
+
+
+def start_redis(
+    workdir: Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 10.0
+) -> RedisServer:
+    """Start redis-server in ``workdir`` (created) and return once it answers PING."""
+    binary = procs.require("redis-server")["redis-server"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    last_error = ""
+    for _attempt in range(3):
+        p = port or procs.free_port(host)
+        argv = [
+            binary, "--port", str(p), "--bind", host, "--save", "", "--appendonly", "no",
+            "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no",
+            "--logfile", str(workdir / "redis.log"),
+        ]
+        proc = procs.spawn(argv, workdir / "redis.out")
+        server = RedisServer(host, p, proc.pid, workdir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if _ping(host, p):
+                return server
+            time.sleep(0.01)
+        server.stop(1.0)
+        last_error = _tail(workdir / "redis.log")
+        if port is not None:
+            break
+    raise LabError(
+        f"redis-server did not start on {host}: {last_error}",
+        remedy=f"see {workdir / 'redis.log'}",
+    )
+
+
+def _ping(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
