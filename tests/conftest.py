@@ -6,8 +6,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
 
+from roleswap.config import Config, load_config
+from roleswap.lab import Lab, lab_down, lab_up
 from roleswap.lab.redis_server import RedisServer, start_redis
 
 
@@ -39,3 +42,45 @@ def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = start_redis(tmp_path / "redis")
     yield server
     server.stop()
+
+
+class RunningLab:
+    """A lab started by the same code as `roleswap lab up`, with its config loaded."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.dir = lab.dir
+        self.config_path = lab.config_path
+        self.config: Config = load_config(lab.config_path)
+
+    def root(self, name: str) -> pymysql.connections.Connection:
+        """A root connection (unix socket) to node ``name`` for test setup/inspection."""
+        node = self.lab.node(name)
+        return pymysql.connect(unix_socket=str(Path(node.dir) / "mysqld.sock"), user="root",
+                               password="", autocommit=True, ssl_disabled=True,
+                               connect_timeout=5)
+
+    def query(self, name: str, sql: str, args: object = None) -> list[tuple[object, ...]]:
+        conn = self.root(name)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """One shared lab for the session. Tests must leave it as they found it (db1 primary)."""
+    started = lab_up(tmp_path_factory.mktemp("lab") / "lab")
+    yield RunningLab(started)
+    lab_down(started.dir)
+
+
+@pytest.fixture(scope="module")
+def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """A fresh lab of the module's own, for destructive tests."""
+    started = lab_up(tmp_path_factory.mktemp("modlab") / "lab")
+    yield RunningLab(started)
+    lab_down(started.dir)

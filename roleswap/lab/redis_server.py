@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +36,13 @@ class RedisServer:
 
 
 def start_redis(
-    workdir: Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 10.0
+    workdir: Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 10.0,
+    on_spawn: Callable[[RedisServer], None] = lambda _server: None,
 ) -> RedisServer:
-    """Start redis-server in ``workdir`` (created) and return once it answers PING."""
+    """Start redis-server in ``workdir`` (created) and return once it answers PING.
+
+    ``on_spawn`` receives the server as soon as its process exists (to record its PID).
+    """
     binary = procs.require("redis-server")["redis-server"]
     workdir.mkdir(parents=True, exist_ok=True)
     last_error = ""
@@ -50,6 +55,7 @@ def start_redis(
         ]
         proc = procs.spawn(argv, workdir / "redis.out")
         server = RedisServer(host, p, proc.pid, workdir)
+        on_spawn(server)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -1,0 +1,3 @@
+from roleswap.cli import main
+
+main()

@@ -1,0 +1,206 @@
+"""The `roleswap` command line.
+
+``roleswap -c FILE --from db1 --to db2`` swaps roles; ``status``, ``recover``
+and ``lab`` are subcommands.  Every :class:`RoleSwapError` is printed as the
+problem plus its remedy and mapped to its ``exit_code`` (see the README's
+exit-code table); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from roleswap.config import Config, find_config_path, load_config
+from roleswap.errors import RoleSwapError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  swapped (or the command succeeded)
+  2  usage or config error
+  3  refused by preflight (nothing changed)
+  4  failed and rolled back (nothing changed)
+  5  failed after the point of no return (run `roleswap recover`)"""
+
+
+class Ctx:
+    """What the group parses before any subcommand runs."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(find_config_path(self.config_path))
+        return self._config
+
+
+def report_errors(fn: F) -> F:
+    """Turn RoleSwapError into a two-line message and its exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RoleSwapError as e:
+            ctx = click.get_current_context(silent=True)
+            as_json = bool(ctx and ctx.params.get("as_json"))
+            if as_json:
+                click.echo(json.dumps({"ok": False, "error": e.as_dict()}))
+            else:
+                click.secho(f"error: {e.message}", fg="red", err=True)
+                if e.remedy:
+                    click.echo(f"  fix: {e.remedy}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(invoke_without_command=True, epilog=EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", metavar="FILE", envvar="ROLESWAP_CONFIG",
+              help="Config file (TOML). Also $ROLESWAP_CONFIG.")
+@click.option("--from", "source", metavar="NAME", help="The current primary to demote.")
+@click.option("--to", "target", metavar="NAME", help="The replica to promote.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--check", is_flag=True, help="Run only the preflight checks (never writes).")
+@click.option("--dry-run", is_flag=True, help="Run preflight and print the plan; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--switch", "switch_method", type=click.Choice(["endpoint", "hook", "vip", "none"]),
+              help="How traffic follows the new primary (default: switch.method in the config).")
+@click.option("--no-pause", is_flag=True, help="Do not pause traffic through intermission.")
+@click.option("--max-lag", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              metavar="S", help="Refuse if --to lags more than S seconds.")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              metavar="S", help="Max wait for in-flight requests after pausing.")
+@click.option("--drain-policy", type=click.Choice(["abort", "proceed"]), default="proceed",
+              show_default=True,
+              help="On drain timeout: roll back (abort) or fence anyway (proceed; read_only "
+                   "makes the stragglers' writes fail rather than get lost).")
+@click.option("--catchup-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="S", help="Max wait for --to to reach the fenced position.")
+@click.option("--pause-ttl", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              metavar="S", help="Pause lease TTL: traffic resumes by itself if roleswap dies.")
+@click.option("--fence-timeout", type=click.IntRange(min=1), default=2, show_default=True,
+              metavar="S", help="lock_wait_timeout for SET GLOBAL read_only on the old primary.")
+@click.option("--long-trx", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              metavar="S", help="Refuse if a transaction on --from has run longer than S seconds.")
+@click.pass_context
+@report_errors
+def cli(ctx: click.Context, config_path: str | None, source: str | None, target: str | None,
+        **opts: Any) -> None:
+    """Swap the roles of a MySQL/MariaDB primary and one of its replicas with
+    web requests held (not failed) by intermission while the primary changes.
+
+    \b
+      roleswap -c FILE --from db1 --to db2     swap roles
+      roleswap -c FILE status                  show the topology (and any interrupted swap)
+      roleswap -c FILE recover                 finish or roll back an interrupted swap
+      roleswap lab up                          start a local lab of real servers
+    """
+    ctx.obj = Ctx(config_path)
+    if ctx.invoked_subcommand is not None:
+        if source or target:
+            raise UsageError("--from/--to go with a swap, not with a subcommand",
+                             remedy="run `roleswap -c FILE --from A --to B` on its own")
+        return
+    if not source and not target:
+        click.echo(ctx.get_help())
+        return
+    if not source or not target:
+        raise UsageError("both --from and --to are needed", remedy="e.g. --from db1 --to db2")
+    from roleswap.swap.command import run_swap_command
+
+    sys.exit(run_swap_command(ctx.obj.config, source, target, opts))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@report_errors
+def status(obj: Ctx, as_json: bool) -> None:
+    """Show every configured server: role, read_only, replication, lag, GTID position."""
+    from roleswap.status import render_status, status_data
+
+    data = status_data(obj.config)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(render_status(data))
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@report_errors
+def recover(obj: Ctx, yes: bool, as_json: bool) -> None:
+    """Finish (after the point of no return) or roll back (before it) an interrupted swap."""
+    from roleswap.swap.command import run_recover_command
+
+    sys.exit(run_recover_command(obj.config, yes=yes, as_json=as_json))
+
+
+@cli.group()
+def lab() -> None:
+    """A local lab of real servers (MariaDB + Redis) to rehearse swaps on."""
+
+
+@lab.command("up")
+@click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
+@click.option("--replicas", default=2, show_default=True, type=click.IntRange(1, 8))
+@click.option("--no-gtid", is_flag=True, help="Replicate by binlog file/position, not GTID.")
+@report_errors
+def lab_up_cmd(directory: str, replicas: int, no_gtid: bool) -> None:
+    """Start db1 (primary), db2.. (replicas) and redis on free 127.0.0.1 ports."""
+    from roleswap.lab import lab_up
+
+    lab_obj = lab_up(Path(directory), replicas=replicas, gtid=not no_gtid, log=click.echo)
+    for n in lab_obj.nodes:
+        click.echo(f"  {n.name:<6} {n.kind:<8} {n.host}:{n.port}  pid {n.pid}")
+    click.echo(f"config: {lab_obj.config_path}")
+    click.echo(f"next:   roleswap -c {lab_obj.config_path} status")
+
+
+@lab.command("down")
+@click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
+@report_errors
+def lab_down_cmd(directory: str) -> None:
+    """Stop everything the lab started (by PID) and remove its directory."""
+    from roleswap.lab import lab_down
+
+    stopped = lab_down(Path(directory))
+    click.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}; removed {directory}")
+
+
+@lab.command("status")
+@click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@report_errors
+def lab_status_cmd(directory: str, as_json: bool) -> None:
+    """Each lab process and whether it answers. Exit 1 if any does not."""
+    from roleswap.lab import lab_status
+
+    rows = lab_status(Path(directory))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            state = "answering" if r["answering"] else ("running" if r["running"] else "DOWN")
+            click.echo(f"{r['name']:<6} {r['kind']:<8} {r['address']:<22} pid {r['pid']:<8} {state}")
+    if not all(r["answering"] for r in rows):
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="roleswap")

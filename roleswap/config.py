@@ -1,0 +1,299 @@
+"""The roleswap config file (TOML) as frozen dataclasses.
+
+Only *addresses and credentials* come from the config; roles (who is primary)
+are always read fresh from the servers.  Every validation failure raises
+:class:`ConfigError` naming the key and how to fix it.  Secrets are wrapped in
+:class:`Secret` so they never show up in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from roleswap.errors import ConfigError
+
+CONFIG_ENV = "ROLESWAP_CONFIG"
+SWITCH_METHODS = ("endpoint", "hook", "vip", "none")
+# Names end up in Redis keys, file names and (quoted) shell commands: keep them boring.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
+
+
+class Secret:
+    """A string that never reveals itself in repr/str (use :meth:`reveal`)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    host: str
+    port: int = 3306
+    socket: str | None = None
+    # switch-method specific settings per server (e.g. ssh, interface for vip)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    app_user: str
+    app_password: Secret
+    database: str
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: str
+    mysql: Credentials
+    replication: Credentials
+    redis_url: Secret | None
+    scope: str
+    switch_method: str
+    servers: dict[str, ServerConfig]
+    switch: dict[str, Any] = field(default_factory=dict, compare=False)
+    hooks: dict[str, str] = field(default_factory=dict, compare=False)
+    lab: LabConfig | None = None
+    tls: bool = False
+    connect_timeout: float = 3.0
+    source: str = ""
+
+    def server(self, name: str) -> ServerConfig:
+        try:
+            return self.servers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.servers)) or "(none)"
+            raise ConfigError(
+                f"unknown server {name!r}",
+                remedy=f"use one of: {known} (the [servers.<name>] sections of {self.source})",
+            ) from None
+
+    @property
+    def redis_url_masked(self) -> str:
+        return mask_url(self.redis_url.reveal()) if self.redis_url else "(none)"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def find_config_path(explicit: str | None) -> Path:
+    path = explicit or os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(
+            "no config file given",
+            remedy=f"pass -c FILE before the command (or set {CONFIG_ENV}); "
+            "`roleswap lab up` writes one to .lab/roleswap.toml",
+        )
+    return Path(path)
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read config {p}: {e.strerror}", remedy="check the path given with -c"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p} is not valid TOML: {e}", remedy="fix the syntax") from None
+    return parse_config(data, source=str(p), base_dir=p.parent)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> Config:
+    r = _Reader(source, base_dir or Path.cwd())
+    cluster = r.name(data, "cluster")
+    mysql = r.credentials(r.table(data, "mysql"), "mysql")
+    replication = r.credentials(r.table(data, "replication"), "replication")
+    redis_t = r.table(data, "redis", required=False)
+    redis_url = r.secret(redis_t, "redis", "url", required=False)
+    inter = r.table(data, "intermission", required=False)
+    scope = r.name(inter, "scope", prefix="intermission", default=cluster)
+    switch_t = dict(r.table(data, "switch", required=False))
+    method = r.string(switch_t, "method", prefix="switch", default="endpoint")
+    if method not in SWITCH_METHODS:
+        raise ConfigError(
+            f"{source}: switch.method = {method!r} is not supported",
+            remedy=f"use one of: {', '.join(SWITCH_METHODS)}",
+        )
+    servers_t = r.table(data, "servers")
+    if not servers_t:
+        raise ConfigError(f"{source}: [servers] is empty", remedy="add [servers.<name>] sections")
+    servers: dict[str, ServerConfig] = {}
+    for name, st in servers_t.items():
+        if not isinstance(st, dict):
+            raise ConfigError(f"{source}: servers.{name} must be a table", remedy=f"write [servers.{name}]")
+        if not _NAME_RE.match(name):
+            raise ConfigError(
+                f"{source}: server name {name!r} has unsupported characters",
+                remedy="use letters, digits, '-', '_' or '.'",
+            )
+        servers[name] = r.server(name, st)
+    hooks_t = r.table(data, "hooks", required=False)
+    hooks = {str(k): str(v) for k, v in hooks_t.items()}
+    lab_t = r.table(data, "lab", required=False)
+    lab = None
+    if lab_t:
+        lab = LabConfig(
+            app_user=r.string(lab_t, "app_user", prefix="lab"),
+            app_password=r.secret(lab_t, "lab", "app_password") or Secret(""),
+            database=r.string(lab_t, "database", prefix="lab", default="app"),
+            dir=lab_t.get("dir"),
+        )
+    mysql_t = r.table(data, "mysql")
+    timeout = mysql_t.get("connect_timeout", 3.0)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"{source}: mysql.connect_timeout must be a positive number", remedy="e.g. 3")
+    return Config(
+        cluster=cluster,
+        mysql=mysql,
+        replication=replication,
+        redis_url=redis_url,
+        scope=scope,
+        switch_method=method,
+        servers=servers,
+        switch=switch_t,
+        hooks=hooks,
+        lab=lab,
+        tls=bool(mysql_t.get("tls", False)),
+        connect_timeout=float(timeout),
+        source=source,
+    )
+
+
+class _Reader:
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def table(self, data: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
+        value = data.get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self.source}: missing [{key}] section", remedy=f"add a [{key}] table")
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.source}: {key} must be a table", remedy=f"write it as [{key}]")
+        return value
+
+    def string(self, t: dict[str, Any], key: str, prefix: str = "", default: str | None = None) -> str:
+        full = f"{prefix}.{key}" if prefix else key
+        value = t.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.source}: missing {full}", remedy=f"set {full} = \"...\"")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"{self.source}: {full} must be a non-empty string", remedy=f"set {full} = \"...\""
+            )
+        return value
+
+    def name(self, t: dict[str, Any], key: str, prefix: str = "", default: str | None = None) -> str:
+        value = self.string(t, key, prefix, default)
+        if not _NAME_RE.match(value):
+            full = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(
+                f"{self.source}: {full} = {value!r} has unsupported characters",
+                remedy="use letters, digits, '-', '_' or '.' (at most 63)",
+            )
+        return value
+
+    def secret(self, t: dict[str, Any], section: str, key: str, required: bool = True) -> Secret | None:
+        """``key``, ``key_env`` (environment variable) or ``key_file`` (file contents)."""
+        if key in t:
+            value = t[key]
+            if not isinstance(value, str):
+                raise ConfigError(f"{self.source}: {section}.{key} must be a string", remedy="quote it")
+            return Secret(value)
+        if f"{key}_env" in t:
+            var = str(t[f"{key}_env"])
+            if var not in os.environ:
+                raise ConfigError(
+                    f"{self.source}: {section}.{key}_env names ${var}, which is not set",
+                    remedy=f"export {var}=... before running roleswap",
+                )
+            return Secret(os.environ[var])
+        if f"{key}_file" in t:
+            fp = Path(str(t[f"{key}_file"]))
+            if not fp.is_absolute():
+                fp = self.base_dir / fp
+            try:
+                return Secret(fp.read_text().rstrip("\n"))
+            except OSError as e:
+                raise ConfigError(
+                    f"{self.source}: cannot read {section}.{key}_file {fp}: {e.strerror}",
+                    remedy="check the path and its permissions",
+                ) from None
+        if required:
+            raise ConfigError(
+                f"{self.source}: missing {section}.{key}",
+                remedy=f"set {section}.{key}, {section}.{key}_env or {section}.{key}_file",
+            )
+        return None
+
+    def credentials(self, t: dict[str, Any], section: str) -> Credentials:
+        user = self.string(t, "user", prefix=section)
+        password = self.secret(t, section, "password")
+        return Credentials(user, password or Secret(""))
+
+    def server(self, name: str, t: dict[str, Any]) -> ServerConfig:
+        host = self.string(t, "host", prefix=f"servers.{name}")
+        if not _HOST_RE.match(host):
+            raise ConfigError(
+                f"{self.source}: servers.{name}.host = {host!r} is not a host name or address",
+                remedy="use a DNS name or an IP address (no spaces or shell characters)",
+            )
+        port = t.get("port", 3306)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(
+                f"{self.source}: servers.{name}.port must be an integer 1-65535",
+                remedy="e.g. port = 3306",
+            )
+        sock = t.get("socket")
+        extra = {k: v for k, v in t.items() if k not in ("host", "port", "socket")}
+        return ServerConfig(name=name, host=host, port=port, socket=sock, extra=extra)

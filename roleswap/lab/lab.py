@@ -1,0 +1,323 @@
+"""`roleswap lab up | down | status`: a local topology of real servers.
+
+State lives in ``DIR/lab.json`` (written after *each* process starts, so a
+crash half-way still leaves enough for ``lab down`` to stop everything by PID).
+``DIR/roleswap.toml`` is a complete roleswap config for the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from roleswap.errors import LabError
+from roleswap.lab import mariadb, procs
+from roleswap.lab.redis_server import start_redis
+
+STATE_FILE = "lab.json"
+CONFIG_FILE = "roleswap.toml"
+DEFAULT_DIR = ".lab"
+
+
+@dataclass
+class LabNode:
+    name: str
+    kind: str  # "mariadb" | "redis"
+    pid: int
+    host: str
+    port: int
+    dir: str
+    marker: str  # must appear in /proc/PID/cmdline before we signal the PID
+
+    def alive(self) -> bool:
+        return procs.alive(self.pid, self.marker)
+
+
+@dataclass
+class Lab:
+    dir: Path
+    nodes: list[LabNode] = field(default_factory=list)
+    cluster: str = "lab"
+    gtid: bool = True
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG_FILE
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def node(self, name: str) -> LabNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise LabError(f"no lab node named {name!r}", remedy="see `roleswap lab status`")
+
+    def save(self) -> None:
+        data = {"cluster": self.cluster, "gtid": self.gtid, "nodes": [asdict(n) for n in self.nodes]}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.state_path)
+
+    @classmethod
+    def load(cls, directory: Path) -> Lab:
+        path = directory / STATE_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LabError(
+                f"no lab in {directory} ({STATE_FILE} not found)",
+                remedy="start one with `roleswap lab up`, or pass --dir",
+            ) from None
+        except (OSError, ValueError) as e:
+            raise LabError(f"cannot read {path}: {e}", remedy=f"inspect or delete {path}") from None
+        nodes = [LabNode(**n) for n in data.get("nodes", [])]
+        return cls(Path(directory), nodes, data.get("cluster", "lab"), data.get("gtid", True))
+
+
+def lab_up(
+    directory: Path | str = DEFAULT_DIR,
+    replicas: int = 2,
+    gtid: bool = True,
+    cluster: str = "lab",
+    log: Any = None,
+) -> Lab:
+    """Start db1 (primary) + ``replicas`` replicas + redis; return when replication is proven.
+
+    Never half-starts: on any failure everything started so far is stopped and
+    the directory removed, then the error is raised.
+    """
+    say = log or (lambda _msg: None)
+    if replicas < 1 or replicas > 8:
+        raise LabError(f"--replicas {replicas} is out of range", remedy="use 1 to 8")
+    directory = Path(directory).absolute()
+    bins = procs.require("mariadbd", "mariadb-install-db", "redis-server")
+    if (directory / STATE_FILE).exists():
+        existing = Lab.load(directory)
+        if any(n.alive() for n in existing.nodes):
+            raise LabError(
+                f"a lab is already running in {directory}",
+                remedy=f"stop it with `roleswap lab down --dir {directory}` or use another --dir",
+            )
+        lab_down(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)  # the config inside holds passwords
+    lab = Lab(directory, cluster=cluster, gtid=gtid)
+    lab.save()
+    t0 = time.monotonic()
+    try:
+        template = mariadb.ensure_template(bins)
+        acc = mariadb.Accounts(
+            control_user="roleswap", control_password=_password(),
+            repl_user="repl", repl_password=_password(),
+            app_user="app", app_password=_password(),
+        )
+        used: set[int] = set()
+        specs = []
+        for i in range(replicas + 1):
+            port = procs.free_port(avoid=used)
+            used.add(port)
+            specs.append(mariadb.NodeSpec(
+                name=f"db{i + 1}", server_id=i + 1, port=port, dir=directory / f"db{i + 1}",
+                replica=i > 0, gtid=gtid,
+            ))
+        lock = threading.Lock()
+
+        def record(node: LabNode) -> None:
+            with lock:
+                lab.nodes[:] = [n for n in lab.nodes if n.name != node.name] + [node]
+                lab.save()
+
+        start_redis(directory / "redis", on_spawn=lambda r: record(
+            LabNode("redis", "redis", r.pid, r.host, r.port, str(r.dir), r.marker)))
+        # Nodes start in parallel: mariadbd start-up is mostly waiting on fsync and init.
+        def start(i: int) -> None:
+            specs[i] = _start_with_retry(specs[i], bins, template, used, lock, record)
+            mariadb.bootstrap(specs[i], acc)
+
+        with ThreadPoolExecutor(len(specs)) as pool:
+            for fut in [pool.submit(start, i) for i in range(len(specs))]:
+                fut.result()
+        lab.nodes.sort(key=lambda n: (n.kind != "redis", n.name))
+        lab.save()
+        for spec in specs[1:]:
+            mariadb.start_replication(spec, "127.0.0.1", specs[0].port, acc)
+        _prove_replication(lab, specs)
+        write_config(lab, acc)
+    except BaseException:
+        lab_down(directory)
+        raise
+    say(f"lab up in {time.monotonic() - t0:.1f}s: {directory}")
+    return lab
+
+
+def _start_with_retry(
+    spec: mariadb.NodeSpec, bins: dict[str, str], template: Path, used: set[int],
+    lock: threading.Lock, record: Callable[[LabNode], None],
+) -> mariadb.NodeSpec:
+    """Start a node; if its port was taken meanwhile, pick another free port and retry."""
+    for attempt in range(3):
+        s = spec
+        try:
+            mariadb.start_node(s, bins, template, on_spawn=lambda pid, s=s: record(
+                LabNode(s.name, "mariadb", pid, "127.0.0.1", s.port, str(s.dir), str(s.cnf))))
+            return s
+        except LabError:
+            if attempt == 2 or "Address already in use" not in mariadb._tail(spec.log, 20):
+                raise
+            with lock:
+                port = procs.free_port(avoid=used)
+                used.add(port)
+            spec = replace(spec, port=port)
+    raise LabError("could not start mariadbd on a free port", remedy="retry")
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def _prove_replication(lab: Lab, specs: list[mariadb.NodeSpec], timeout: float = 30.0) -> None:
+    """A write on db1 must become visible on every replica (and threads must run)."""
+    primary = specs[0]
+    conn = mariadb.root_connect(primary)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS roleswap.lab_check "
+                        "(id INT PRIMARY KEY, at DOUBLE NOT NULL)")
+            cur.execute("REPLACE INTO roleswap.lab_check VALUES (1, %s)", (time.time(),))
+            cur.execute("SELECT @@gtid_binlog_pos")
+            row = cur.fetchone()
+            pos = str(row[0]) if row else ""
+            cur.execute("SHOW MASTER STATUS")
+            ms = cur.fetchone()
+            file_pos = (str(ms[0]), int(ms[1])) if ms else ("", 0)
+    finally:
+        conn.close()
+    for spec in specs[1:]:
+        rc = mariadb.root_connect(spec)
+        try:
+            with rc.cursor() as cur:
+                if lab.gtid:
+                    cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (pos, timeout))
+                else:
+                    cur.execute("SELECT MASTER_POS_WAIT(%s, %s, %s)", (*file_pos, timeout))
+                row = cur.fetchone()
+                reached = row is not None and row[0] is not None and int(row[0]) >= 0
+                cur.execute("SHOW SLAVE STATUS")
+                cols = [d[0] for d in cur.description or ()]
+                st = dict(zip(cols, cur.fetchone() or (), strict=False))
+        finally:
+            rc.close()
+        if not reached or st.get("Slave_IO_Running") != "Yes" or st.get("Slave_SQL_Running") != "Yes":
+            raise LabError(
+                f"replication to {spec.name} did not work: IO={st.get('Slave_IO_Running')} "
+                f"SQL={st.get('Slave_SQL_Running')} {st.get('Last_IO_Error') or ''}"
+                f"{st.get('Last_SQL_Error') or ''}",
+                remedy=f"see {spec.log}",
+            )
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def write_config(lab: Lab, acc: mariadb.Accounts) -> Path:
+    redis = lab.node("redis")
+    lines = [
+        "# roleswap config for the local lab (written by `roleswap lab up`).",
+        "# Roles are read from the servers; this file only says where they are.",
+        f"cluster = {_toml_str(lab.cluster)}",
+        "",
+        "[mysql]  # the control account roleswap uses",
+        f"user = {_toml_str(acc.control_user)}",
+        f"password = {_toml_str(acc.control_password)}",
+        "connect_timeout = 2",
+        "",
+        "[replication]  # the account replicas use to connect to their source",
+        f"user = {_toml_str(acc.repl_user)}",
+        f"password = {_toml_str(acc.repl_password)}",
+        "",
+        "[redis]",
+        f"url = {_toml_str(f'redis://{redis.host}:{redis.port}/0')}",
+        "",
+        "[intermission]",
+        f"scope = {_toml_str(lab.cluster)}",
+        "",
+        "[switch]",
+        'method = "endpoint"',
+        "",
+        "[lab]",
+        f"dir = {_toml_str(str(lab.dir))}",
+        f"app_user = {_toml_str(acc.app_user)}",
+        f"app_password = {_toml_str(acc.app_password)}",
+        f"database = {_toml_str(acc.database)}",
+        "",
+    ]
+    for n in lab.nodes:
+        if n.kind == "mariadb":
+            lines += [f"[servers.{n.name}]", f"host = {_toml_str(n.host)}", f"port = {n.port}",
+                      f"socket = {_toml_str(str(Path(n.dir) / 'mysqld.sock'))}", ""]
+    path = lab.config_path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def lab_down(directory: Path | str = DEFAULT_DIR) -> list[str]:
+    """Stop every recorded process by PID (even after a crash) and remove the lab dir."""
+    directory = Path(directory).absolute()
+    stopped: list[str] = []
+    if (directory / STATE_FILE).exists():
+        try:
+            lab = Lab.load(directory)
+        except LabError:
+            lab = Lab(directory)
+        # replicas first, then primary, then redis: avoids reconnect noise in the logs
+        for n in sorted(lab.nodes, key=lambda n: (n.kind == "redis", n.name), reverse=False):
+            if procs.stop(n.pid, n.marker, timeout=15):
+                stopped.append(n.name)
+    elif not directory.exists():
+        return stopped
+    elif any(directory.iterdir()) and not (directory / CONFIG_FILE).exists():
+        raise LabError(f"{directory} does not look like a lab directory; not removing it",
+                       remedy="pass the --dir you gave to `roleswap lab up`")
+    shutil.rmtree(directory, ignore_errors=True)
+    return stopped
+
+
+def lab_status(directory: Path | str = DEFAULT_DIR) -> list[dict[str, Any]]:
+    """Each recorded process: name, kind, pid, address, running, answering."""
+    lab = Lab.load(Path(directory).absolute())
+    rows = []
+    for n in lab.nodes:
+        running = n.alive()
+        rows.append({
+            "name": n.name, "kind": n.kind, "pid": n.pid, "address": f"{n.host}:{n.port}",
+            "running": running, "answering": running and _answers(n),
+        })
+    return rows
+
+
+def _answers(n: LabNode) -> bool:
+    if n.kind == "redis":
+        return procs.port_open(n.host, n.port)
+    try:
+        conn = pymysql.connect(unix_socket=str(Path(n.dir) / "mysqld.sock"), user="root",
+                               password="", connect_timeout=1, ssl_disabled=True)
+    except pymysql.err.MySQLError:
+        return False
+    conn.close()
+    return True
