@@ -90,6 +90,7 @@ class Config:
     lab: LabConfig | None = None
     tls: bool = False
     connect_timeout: float = 3.0
+    journal_dir: str | None = None
     source: str = ""
 
     def server(self, name: str) -> ServerConfig:
@@ -190,6 +191,14 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
     timeout = mysql_t.get("connect_timeout", 3.0)
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise ConfigError(f"{source}: mysql.connect_timeout must be a positive number", remedy="e.g. 3")
+    journal_t = r.table(data, "journal", required=False)
+    journal_dir = journal_t.get("dir")
+    if journal_dir is not None:
+        if not isinstance(journal_dir, str) or not journal_dir:
+            raise ConfigError(f"{source}: journal.dir must be a path string",
+                              remedy='e.g. "/var/lib/roleswap"')
+        if not Path(journal_dir).is_absolute() and base_dir is not None:
+            journal_dir = str(base_dir / journal_dir)
     return Config(
         cluster=cluster,
         mysql=mysql,
@@ -203,6 +212,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
         lab=lab,
         tls=bool(mysql_t.get("tls", False)),
         connect_timeout=float(timeout),
+        journal_dir=journal_dir,
         source=source,
     )
 

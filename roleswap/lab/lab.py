@@ -171,8 +171,10 @@ def _start_with_retry(
     for attempt in range(3):
         s = spec
         try:
-            mariadb.start_node(s, bins, template, on_spawn=lambda pid, s=s: record(
-                LabNode(s.name, "mariadb", pid, "127.0.0.1", s.port, str(s.dir), str(s.cnf))))
+            def on_spawn(pid: int, s: mariadb.NodeSpec = s) -> None:
+                record(LabNode(s.name, "mariadb", pid, "127.0.0.1", s.port, str(s.dir), str(s.cnf)))
+
+            mariadb.start_node(s, bins, template, on_spawn=on_spawn)
             return s
         except LabError:
             if attempt == 2 or "Address already in use" not in mariadb._tail(spec.log, 20):
@@ -257,6 +259,9 @@ def write_config(lab: Lab, acc: mariadb.Accounts) -> Path:
         "",
         "[switch]",
         'method = "endpoint"',
+        "",
+        "[journal]  # local mirror of the swap journal (the main copy is in Redis)",
+        f"dir = {_toml_str(str(lab.dir / 'journal'))}",
         "",
         "[lab]",
         f"dir = {_toml_str(str(lab.dir))}",

@@ -11,7 +11,7 @@ same and can be compared as text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 # ---------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class GtidSet:
 
     __slots__ = ("_sets",)
 
-    def __init__(self, sets: dict[Key, Iterable[Interval]] | None = None) -> None:
+    def __init__(self, sets: Mapping[Key, Iterable[Interval]] | None = None) -> None:
         merged: dict[Key, tuple[Interval, ...]] = {}
         for key, ivs in (sets or {}).items():
             m = _merge(ivs)

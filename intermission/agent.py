@@ -1,0 +1,292 @@
+"""The Redis side of a process: a watcher thread and a heartbeat thread per gate.
+
+* Watcher: subscribes to the scope's events channel, then re-reads the lease (so
+  nothing published before the subscription is missed) and again every
+  ``poll_interval`` (a missed message or a Redis restart converges).  It applies pauses
+  with a local deadline computed from the Redis TTL on this host's monotonic clock, so
+  a pause ends at its expiry here even if Redis is gone, and clock skew between hosts
+  does not matter.
+* Heartbeat: writes this process's :class:`~intermission.protocol.ProcessInfo` with a
+  TTL every ``heartbeat_interval``, and at once (with an ack notification) whenever the
+  gate asks -- on pause/resume and on every in-flight change while paused.
+* Redis unreachable: the gate fails open (after at most ``startup_wait`` on the very
+  first requests of a process), a warning is logged at most every 30 s, and reconnects
+  back off up to 2 s.  A pause already applied still ends at its deadline.
+
+Fork safety: threads start lazily (first request, ASGI lifespan startup, or
+:func:`intermission.start_all`), and an ``os.register_at_fork`` hook resets every agent
+in a forked child, so gunicorn ``--preload`` works.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from intermission import protocol as p
+from intermission.errors import ProtocolError
+from intermission.state import Gate, Snapshot
+from intermission.store import Store
+
+log = logging.getLogger("intermission")
+
+_AGENTS: weakref.WeakSet[Agent] = weakref.WeakSet()
+WARN_EVERY = 30.0
+
+
+class Agent:
+    """Connects one :class:`Gate` to Redis.  ``start()`` is idempotent and cheap."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        *,
+        scope: str,
+        kind: str,
+        redis_url: str | None = None,
+        redis_client: redis.Redis | None = None,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 1.0,
+        connect_timeout: float = 0.5,
+        startup_wait: float = 0.2,
+    ) -> None:
+        self.gate = gate
+        self.scope = scope
+        self.kind = kind
+        self.redis_url = redis_url
+        self._given_client = redis_client
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_ttl = max(3.0, 3 * heartbeat_interval)
+        self.connect_timeout = connect_timeout
+        self.startup_wait = startup_wait
+        self.started = False
+        self.redis_ok = False
+        self._start_lock = threading.Lock()
+        self._last_warn = -WARN_EVERY
+        self._ended: deque[str] = deque(maxlen=64)
+        self._stop = threading.Event()
+        self._beat_now = threading.Event()
+        self.proc_id = ""
+        self.store: Store | None = None
+        _AGENTS.add(self)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self.started:
+                return
+            pid = os.getpid()
+            host = re.sub(r"[^A-Za-z0-9_.\-]", "_", socket.gethostname())[:100] or "host"
+            self.host, self.pid = host, pid
+            self.proc_id = p.validate_proc_id(f"{host}:{pid}:{secrets.token_hex(3)}")
+            self.started_at = time.time()
+            self._stop = threading.Event()
+            self._beat_now = threading.Event()
+            self.gate.notify = self._beat_now.set
+            self.store = Store(self._client(), self.scope)
+            for target, name in ((self._watch, "watch"), (self._beat, "heartbeat")):
+                threading.Thread(target=target, name=f"intermission-{name}", daemon=True).start()
+            timer = threading.Timer(self.startup_wait, self._startup_deadline)
+            timer.daemon = True
+            timer.start()
+            self.started = True
+
+    def _client(self) -> redis.Redis:
+        if self._given_client is not None:
+            return self._given_client
+        if self.redis_url is None:  # pragma: no cover - options validation prevents it
+            raise ValueError("either redis_url or redis is required")
+        return redis.Redis.from_url(
+            self.redis_url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=max(1.0, self.connect_timeout),
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),  # we retry ourselves, with backoff, off the hot path
+        )
+
+    def stop(self, deregister: bool = True) -> None:
+        """Stop the threads and (best effort) remove this process's heartbeat."""
+        if not self.started:
+            return
+        self._stop.set()
+        self._beat_now.set()
+        self.started = False
+        if deregister and self.store is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.store.remove_heartbeat(self.proc_id)
+
+    def after_fork(self) -> None:
+        """In a forked child: nothing of the parent's threads or requests exists here."""
+        self._start_lock = threading.Lock()
+        self.started = False
+        self.redis_ok = False
+        self.store = None
+        self.gate.reset()
+
+    # ------------------------------------------------------------ watcher
+
+    def _watch(self) -> None:
+        stop, gate, store = self._stop, self.gate, self.store
+        if store is None:  # pragma: no cover
+            return
+        backoff = 0.1
+        while not stop.is_set():
+            pubsub = None
+            try:
+                pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(store.events)
+                self._poll(store)
+                self.redis_ok = True
+                backoff = 0.1
+                next_poll = time.monotonic() + self.poll_interval
+                while not stop.is_set():
+                    now = time.monotonic()
+                    self._check_expiry(now)
+                    if now >= next_poll:
+                        self._poll(store)
+                        next_poll = now + self.poll_interval
+                    wait = min(next_poll, gate.deadline) - time.monotonic()
+                    msg = pubsub.get_message(timeout=min(max(wait, 0.0), self.poll_interval))
+                    while msg is not None:
+                        if msg.get("type") == "message":
+                            self._on_event(msg["data"])
+                        msg = pubsub.get_message(timeout=0.0)
+            except (redis.RedisError, OSError) as exc:
+                self._unreachable(exc)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        pubsub.close()
+            end = time.monotonic() + backoff
+            while not stop.is_set():
+                now = time.monotonic()
+                self._check_expiry(now)
+                if now >= end:
+                    break
+                stop.wait(max(0.001, min(end, gate.deadline) - now))
+            backoff = min(backoff * 2, 2.0)
+
+    def _poll(self, store: Store) -> None:
+        try:
+            state = store.read()
+        except ProtocolError as exc:
+            self._warn(f"intermission: unreadable pause key for scope {self.scope!r} ({exc}); "
+                       "treating as not paused")
+            self._apply_absent(None)
+            return
+        if state.lease is not None and state.ttl_remaining:
+            deadline = time.monotonic() + state.ttl_remaining
+            self.gate.apply_pause(state.lease.token, deadline)
+        else:
+            self._apply_absent(state.last_resume)
+
+    def _apply_absent(self, last: p.ResumeRecord | None) -> None:
+        gate = self.gate
+        token = gate.token
+        if token is not None:
+            payload = last.payload if last is not None and last.token == token else None
+            self._ended.append(token)
+            gate.apply_resume(token, payload)
+        gate.mark_synced()
+
+    def _on_event(self, raw: bytes | str) -> None:
+        try:
+            event = p.Event.decode(raw)
+        except ProtocolError as exc:
+            log.debug("intermission: ignoring bad event: %s", exc)
+            return
+        if event.type == "resume":
+            self._ended.append(event.token)
+            self.gate.apply_resume(event.token, event.payload)
+        elif event.token not in self._ended:  # a stale pause/renew must not re-pause
+            self.gate.apply_pause(event.token, time.monotonic() + event.ttl_ms / 1000)
+
+    def _check_expiry(self, now: float) -> None:
+        token = self.gate.expired_token(now)
+        if token is not None:
+            self._ended.append(token)
+            log.warning("intermission: pause %s of scope %r reached its expiry; releasing",
+                        token, self.scope)
+            self.gate.apply_resume(token, None)
+
+    def _startup_deadline(self) -> None:
+        if not self.gate.synced:
+            self._warn(f"intermission: no answer from Redis within {self.startup_wait}s; "
+                       "requests pass (fail open) until it answers")
+            self.gate.mark_synced()
+
+    def _unreachable(self, exc: BaseException) -> None:
+        self.redis_ok = False
+        where = p.mask_url(self.redis_url) if self.redis_url else "the given Redis client"
+        held = " (the current pause still ends at its expiry)" if self.gate.paused else ""
+        self._warn(f"intermission: Redis unreachable at {where}: {exc}; "
+                   f"requests pass (fail open){held}; retrying in the background")
+        self.gate.mark_synced()
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn >= WARN_EVERY:
+            self._last_warn = now
+            log.warning("%s", message)
+
+    # ------------------------------------------------------------ heartbeat
+
+    def _beat(self) -> None:
+        stop, beat_now, store, gate = self._stop, self._beat_now, self.store, self.gate
+        if store is None:  # pragma: no cover
+            return
+        while not stop.is_set():
+            notify = beat_now.is_set()
+            beat_now.clear()
+            snap = gate.snapshot()
+            # the watcher reports unreachability; heartbeats just resume later
+            with contextlib.suppress(redis.RedisError, OSError):
+                store.heartbeat(self._info(snap), self.heartbeat_ttl, notify=notify)
+            gate.exporter.sync(held=snap.held, in_flight=snap.in_flight,
+                               paused=snap.paused, stats=snap.metrics)
+            beat_now.wait(self.heartbeat_interval)
+
+    def _info(self, snap: Snapshot) -> p.ProcessInfo:
+        return p.ProcessInfo(
+            id=self.proc_id, host=self.host, pid=self.pid, kind=self.kind,
+            started_at=self.started_at, updated_at=time.time(),
+            in_flight=snap.in_flight, held=snap.held, paused=snap.paused,
+            acked_token=snap.acked_token, redis_ok=self.redis_ok,
+            metrics=snap.metrics, hold_buckets=snap.hold_buckets,
+        )
+
+
+def start_all() -> None:
+    """Start every intermission agent of this process now (e.g. from gunicorn's
+    ``post_worker_init``), so idle workers register and acknowledge pauses too."""
+    for agent in list(_AGENTS):
+        agent.start()
+
+
+def _after_fork_in_child() -> None:
+    for agent in list(_AGENTS):
+        agent.after_fork()
+
+
+def _at_exit() -> None:
+    for agent in list(_AGENTS):
+        agent.stop()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)

@@ -1,0 +1,235 @@
+"""Atomic Redis operations on the keys defined in :mod:`intermission.protocol`.
+
+Each state change is one Lua script, so compare-and-set and the pub/sub notification
+happen together: a pause replaces a lease only if it carries the same token, renew and
+resume act only if the token matches (a stale resume can never end a newer pause -- the
+PgBouncer #715 class of bug), and a resume of an already-resumed token is reported, not
+repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import redis
+
+from intermission import protocol as p
+from intermission.errors import ProtocolError
+
+_SET_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, obj = pcall(cjson.decode, cur)
+  if (not ok) or type(obj) ~= 'table' or obj['token'] ~= ARGV[1] then
+    return {0, cur, redis.call('PTTL', KEYS[1])}
+  end
+elseif ARGV[6] == 'renew' then
+  return {3}
+else
+  local done = redis.call('GET', KEYS[2])
+  if done then
+    local ok, obj = pcall(cjson.decode, done)
+    if ok and type(obj) == 'table' and obj['token'] == ARGV[1] then return {2} end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return {1}
+"""
+
+_RESUME = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  local done = redis.call('GET', KEYS[2])
+  if done then
+    local ok, obj = pcall(cjson.decode, done)
+    if ok and type(obj) == 'table' and obj['token'] == ARGV[1] then return {2} end
+  end
+  return {0}
+end
+local ok, obj = pcall(cjson.decode, cur)
+if (not ok) or type(obj) ~= 'table' or obj['token'] ~= ARGV[1] then
+  return {-1, cur}
+end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return {1}
+"""
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl * 4)
+if ARGV[4] == '1' then redis.call('PUBLISH', ARGV[5], ARGV[1]) end
+return 1
+"""
+
+_LIVE_IDS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+
+class SetLease(Enum):
+    """Outcome of a pause or renew."""
+
+    OK = "ok"
+    CONFLICT = "conflict"  # another token holds the lease (see ``current``)
+    ALREADY_RESUMED = "already_resumed"  # pause with a token that was resumed already
+    LOST = "lost"  # renew of a lease that is gone (expired or resumed)
+
+
+class ResumeOutcome(Enum):
+    """Outcome of a resume.  Only ``RESUMED`` changed anything."""
+
+    RESUMED = "resumed"
+    ALREADY_RESUMED = "already_resumed"  # duplicate call: that token was resumed before
+    NOT_PAUSED = "not_paused"  # no lease (never paused or it expired)
+    TOKEN_MISMATCH = "token_mismatch"  # noqa: S105 - a different pause is active; it was NOT ended
+
+
+@dataclass(frozen=True)
+class SetLeaseResult:
+    outcome: SetLease
+    current: p.Lease | None = None
+    current_ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What the pause key says right now."""
+
+    lease: p.Lease | None
+    ttl_remaining: float | None  # seconds, from PTTL
+    last_resume: p.ResumeRecord | None
+
+
+def _decode_or_none(raw: Any) -> p.Lease | None:
+    try:
+        return p.Lease.decode(raw)
+    except ProtocolError:
+        return None
+
+
+class Store:
+    """Protocol operations for one scope on one Redis client (thread-safe like the client)."""
+
+    def __init__(self, client: redis.Redis, scope: str) -> None:
+        self.client = client
+        self.scope = p.validate_scope(scope)
+        self.lease_key = p.lease_key(scope)
+        self.resumed_key = p.resumed_key(scope)
+        self.index_key = p.procs_index_key(scope)
+        self.events = p.events_channel(scope)
+        self.acks = p.acks_channel(scope)
+        self._set_lease = client.register_script(_SET_LEASE)
+        self._resume = client.register_script(_RESUME)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._live_ids = client.register_script(_LIVE_IDS)
+
+    # -- lease ------------------------------------------------------------
+
+    def set_lease(self, lease: p.Lease, *, renew: bool) -> SetLeaseResult:
+        """Create (``renew=False``) or extend the lease; compare-and-set on the token."""
+        ttl_ms = max(1, round(lease.ttl * 1000))
+        event = p.Event("renew" if renew else "pause", lease.token, ttl_ms, lease)
+        raw = self._set_lease(
+            keys=[self.lease_key, self.resumed_key],
+            args=[lease.token, lease.encode(), ttl_ms, self.events, event.encode(),
+                  "renew" if renew else "new"],
+        )
+        code = int(raw[0])
+        if code == 1:
+            return SetLeaseResult(SetLease.OK)
+        if code == 2:
+            return SetLeaseResult(SetLease.ALREADY_RESUMED)
+        if code == 3:
+            return SetLeaseResult(SetLease.LOST)
+        pttl = int(raw[2])
+        return SetLeaseResult(
+            SetLease.CONFLICT, _decode_or_none(raw[1]), pttl / 1000 if pttl > 0 else None
+        )
+
+    def resume(
+        self, token: str, payload: dict[str, Any] | None, now: float
+    ) -> tuple[ResumeOutcome, p.Lease | None]:
+        """End the pause ``token`` (only that one) and publish ``payload``."""
+        p.validate_token(token)
+        payload = p.validate_payload(payload)
+        record = p.ResumeRecord(token, payload, now)
+        event = p.Event("resume", token, payload=payload)
+        raw = self._resume(
+            keys=[self.lease_key, self.resumed_key],
+            args=[token, record.encode(), p.RESUMED_TTL_MS, self.events, event.encode()],
+        )
+        code = int(raw[0])
+        if code == 1:
+            return ResumeOutcome.RESUMED, None
+        if code == 2:
+            return ResumeOutcome.ALREADY_RESUMED, None
+        if code == 0:
+            return ResumeOutcome.NOT_PAUSED, None
+        return ResumeOutcome.TOKEN_MISMATCH, _decode_or_none(raw[1])
+
+    def read(self) -> LeaseState:
+        """Lease, its remaining TTL and the last resume record, in one round trip."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.lease_key)
+        pipe.pttl(self.lease_key)
+        pipe.get(self.resumed_key)
+        raw_lease, pttl, raw_resumed = pipe.execute()
+        lease = p.Lease.decode(raw_lease) if raw_lease is not None else None
+        resumed = None
+        if raw_resumed is not None:
+            try:
+                resumed = p.ResumeRecord.decode(raw_resumed)
+            except ProtocolError:
+                resumed = None
+        ttl: float | None = None
+        if lease is not None:
+            # -1 = no TTL (written by something else than us): fall back to the lease's ttl
+            ttl = int(pttl) / 1000 if int(pttl) > 0 else (lease.ttl if int(pttl) == -1 else 0.0)
+        return LeaseState(lease, ttl, resumed)
+
+    # -- heartbeats -------------------------------------------------------
+
+    def heartbeat(self, info: p.ProcessInfo, ttl: float, *, notify: bool) -> None:
+        self._heartbeat(
+            keys=[p.proc_key(self.scope, info.id), self.index_key],
+            args=[info.id, info.encode(), max(1, round(ttl * 1000)), "1" if notify else "0",
+                  self.acks],
+        )
+
+    def remove_heartbeat(self, proc_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(p.proc_key(self.scope, proc_id))
+        pipe.zrem(self.index_key, proc_id)
+        pipe.execute()
+
+    def processes(self) -> list[p.ProcessInfo]:
+        """Live processes (heartbeat not expired), sorted by host and pid.
+
+        Heartbeats that fail to decode are skipped: one bad writer must not hide the rest.
+        """
+        ids = [i.decode() if isinstance(i, bytes) else str(i)
+               for i in self._live_ids(keys=[self.index_key], args=[])]
+        if not ids:
+            return []
+        raws = self.client.mget([p.proc_key(self.scope, i) for i in ids])
+        out: list[p.ProcessInfo] = []
+        for raw in raws:
+            if raw is None:
+                continue
+            try:
+                out.append(p.ProcessInfo.decode(raw))
+            except ProtocolError:
+                continue
+        return sorted(out, key=lambda i: (i.host, i.pid, i.id))

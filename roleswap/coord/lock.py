@@ -1,0 +1,76 @@
+"""The cluster lock: at most one swap per cluster at a time (Redis SET NX with a TTL).
+
+The TTL means a crashed roleswap does not block the cluster forever; a live
+one refreshes it at every step.  Release and refresh only act if the token is
+still ours (compare-and-delete in Lua), so an expired-and-retaken lock is never
+released by the wrong owner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from typing import Any, cast
+
+import redis
+
+from roleswap.coord.keys import lock_key
+
+_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class ClusterLock:
+    def __init__(self, client: redis.Redis, cluster: str, ttl: float) -> None:
+        self.client = client
+        self.key = lock_key(cluster)
+        self.ttl_ms = int(ttl * 1000)
+        self.token = ""
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (None if free)."""
+        raw = self.client.get(self.key)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return cast(dict[str, Any], data) if isinstance(data, dict) else {"token": str(raw)}
+        except ValueError:
+            return {"token": str(raw)}
+
+    def acquire(self, swap_id: str) -> bool:
+        value = json.dumps({"swap_id": swap_id, "host": socket.gethostname(), "pid": os.getpid(),
+                            "at": time.time(), "nonce": secrets.token_hex(8)})
+        if self.client.set(self.key, value, nx=True, px=self.ttl_ms):
+            self.token = value
+            return True
+        return False
+
+    def adopt(self, token: str) -> None:
+        """Take over a lock value recorded in the journal (recovery)."""
+        self.token = token
+
+    def refresh(self) -> bool:
+        if not self.token:
+            return False
+        return bool(self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
+
+    def release(self) -> bool:
+        if not self.token:
+            return False
+        done = bool(self.client.eval(_RELEASE, 1, self.key, self.token))
+        self.token = ""
+        return done

@@ -1,0 +1,463 @@
+"""One SQL dialect per server flavor, as data.
+
+A :class:`Dialect` is a frozen bundle of statement templates plus capability
+flags; its methods only fill templates, so the difference between MariaDB,
+MySQL 5.7, 8.0 and 8.4 lives in the four constants below, not in if/else
+branches spread over the code.  Every method returns ``(sql, params)``
+("Stmt") to be run as ``cursor.execute(sql, params)``: host names, users,
+passwords, binlog file names and GTID strings are ALWAYS parameters, never
+part of the SQL text; numbers are passed as ``int``/``float``.
+
+Only MariaDB is exercised against a live server; the MySQL dialects are
+written against the documented syntax and unit-tested on exact statements.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from roleswap.errors import ServerError
+from roleswap.mysql.gtid import GtidSet, MariaGtidPos
+
+Stmt = tuple[str, tuple[Any, ...]]
+
+MARIADB_FLAVOR = "mariadb"
+MYSQL_FLAVOR = "mysql"
+
+
+class UnsupportedServerError(ServerError):
+    """The server's flavor or version has no dialect (too old or unrecognised)."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Statement templates and capabilities of one server flavor/version."""
+
+    name: str  # "mariadb", "mysql57", "mysql80", "mysql84"
+    flavor: str  # MARIADB_FLAVOR or MYSQL_FLAVOR
+    version: tuple[int, int, int]
+    has_super_read_only: bool
+    can_demote_to_replica: bool  # MariaDB 10.10+: MASTER_DEMOTE_TO_SLAVE=1
+    replica_status_sql: str  # returns every channel / connection
+    binlog_status_sql: str
+    start_replica_sql: str
+    stop_replica_sql: str
+    reset_replica_all_sql: str
+    change_source_sql: str  # "CHANGE MASTER TO" / "CHANGE REPLICATION SOURCE TO"
+    kw: str  # option prefix: "MASTER" / "SOURCE"
+    gtid_auto_position: str  # how to replicate by GTID
+    no_auto_position: str  # how to replicate by file/pos
+    extra_source_options: tuple[str, ...]  # appended to every CHANGE ... TO
+    gtid_wait_sql: str  # returns 0 when reached
+    pos_wait_sql: str  # returns >= 0 reached, -1 timeout, NULL not replicating
+    variables: tuple[tuple[str, str], ...]  # (alias, expression) read by the topology
+
+    # -- reading ---------------------------------------------------------------
+    def variables_query(self) -> Stmt:
+        """One SELECT returning every server variable the topology needs."""
+        cols = ", ".join(f"{expr} AS {alias}" for alias, expr in self.variables)
+        return f"SELECT {cols}", ()
+
+    def replica_status(self) -> Stmt:
+        return self.replica_status_sql, ()
+
+    def binlog_status(self) -> Stmt:
+        return self.binlog_status_sql, ()
+
+    def parse_gtid(self, text: str | None) -> MariaGtidPos | GtidSet:
+        """A GTID string of this flavor as its value type."""
+        if self.flavor == MARIADB_FLAVOR:
+            return MariaGtidPos.parse(text)
+        return GtidSet.parse(text)
+
+    # -- fencing -----------------------------------------------------------------
+    def fence(self, lock_wait_timeout: int) -> list[Stmt]:
+        """Make the server refuse writes, giving up after ``lock_wait_timeout`` s.
+
+        ``SET GLOBAL read_only=1`` waits for running statements and LOCK TABLES
+        holders; with a bounded session lock_wait_timeout it fails with 1205
+        and leaves the server writable, a safe abort.  On MySQL
+        ``super_read_only=1`` implies ``read_only=1`` and also stops SUPER users.
+        """
+        if not isinstance(lock_wait_timeout, int) or lock_wait_timeout < 1:
+            raise ValueError("lock_wait_timeout must be an int >= 1 (seconds)")
+        var = "super_read_only" if self.has_super_read_only else "read_only"
+        return [
+            ("SET SESSION lock_wait_timeout=%s", (lock_wait_timeout,)),
+            (f"SET GLOBAL {var}=1", ()),
+        ]
+
+    def unfence(self) -> list[Stmt]:
+        """Make the server writable again (super_read_only first: it is the outer lock)."""
+        stmts: list[Stmt] = []
+        if self.has_super_read_only:
+            stmts.append(("SET GLOBAL super_read_only=0", ()))
+        stmts.append(("SET GLOBAL read_only=0", ()))
+        return stmts
+
+    def read_only(self) -> list[Stmt]:
+        """Set read-only without a lock bound (for replicas, which run no client writes)."""
+        var = "super_read_only" if self.has_super_read_only else "read_only"
+        return [(f"SET GLOBAL {var}=1", ())]
+
+    # -- replication control -------------------------------------------------------
+    def start_replication(self) -> list[Stmt]:
+        return [(self.start_replica_sql, ())]
+
+    def stop_replication(self) -> list[Stmt]:
+        return [(self.stop_replica_sql, ())]
+
+    def reset_replication(self) -> list[Stmt]:
+        """Stop replication and forget the source entirely (promotion)."""
+        return [(self.stop_replica_sql, ()), (self.reset_replica_all_sql, ())]
+
+    def _change(
+        self, host: str, port: int, user: str, password: str, connect_retry: int,
+        tail: tuple[str, ...], tail_params: tuple[Any, ...] = (),
+    ) -> Stmt:
+        if not isinstance(port, int) or not isinstance(connect_retry, int):
+            raise ValueError("port and connect_retry must be ints")
+        k = self.kw
+        opts = [
+            f"{k}_HOST=%s", f"{k}_PORT=%s", f"{k}_USER=%s", f"{k}_PASSWORD=%s",
+            f"{k}_CONNECT_RETRY=%s", *tail, *self.extra_source_options,
+        ]
+        return (
+            f"{self.change_source_sql} {', '.join(opts)}",
+            (host, port, user, password, connect_retry, *tail_params),
+        )
+
+    def point_to_source_gtid(
+        self, host: str, port: int, user: str, password: str, *, connect_retry: int = 1
+    ) -> list[Stmt]:
+        """Replicate from ``host:port`` by GTID (replication must be stopped)."""
+        return [self._change(host, port, user, password, connect_retry, (self.gtid_auto_position,))]
+
+    def point_to_source_pos(
+        self, host: str, port: int, user: str, password: str, log_file: str, log_pos: int,
+        *, connect_retry: int = 1,
+    ) -> list[Stmt]:
+        """Replicate from ``host:port`` starting at binlog coordinates ``log_file:log_pos``."""
+        if not isinstance(log_pos, int):
+            raise ValueError("log_pos must be an int")
+        k = self.kw
+        tail = (f"{k}_LOG_FILE=%s", f"{k}_LOG_POS=%s", self.no_auto_position)
+        return [self._change(host, port, user, password, connect_retry, tail, (log_file, log_pos))]
+
+    def demote_to_replica(
+        self, host: str, port: int, user: str, password: str, *, connect_retry: int = 1
+    ) -> list[Stmt]:
+        """Turn a fenced ex-primary into a GTID replica of ``host:port`` (not started).
+
+        MariaDB 10.10+: ``MASTER_DEMOTE_TO_SLAVE=1`` merges the ex-primary's own
+        binlog GTIDs into gtid_slave_pos so it does not re-request them.
+        MariaDB 10.6-10.9 has no such option; we copy ``gtid_current_pos``
+        into ``gtid_slave_pos`` first.  Caveat: that is only right when the
+        ex-primary logged everything it applied (``log_slave_updates=ON``)
+        and holds nothing the new primary lacks (guaranteed by the fence and
+        catch-up wait of the swap); otherwise strict mode stops replication
+        with an out-of-order error, which verify reports.
+        MySQL: GTID auto-positioning already accounts for gtid_executed.
+        """
+        if self.flavor != MARIADB_FLAVOR:
+            return self.point_to_source_gtid(host, port, user, password, connect_retry=connect_retry)
+        if self.can_demote_to_replica:
+            tail = (self.gtid_auto_position, "MASTER_DEMOTE_TO_SLAVE=1")
+            return [self._change(host, port, user, password, connect_retry, tail)]
+        return [
+            ("SET GLOBAL gtid_slave_pos=@@GLOBAL.gtid_current_pos", ()),
+            self._change(host, port, user, password, connect_retry, (self.gtid_auto_position,)),
+        ]
+
+    # -- waiting -------------------------------------------------------------------
+    def wait_for_gtid(self, position: MariaGtidPos | GtidSet | str, timeout: float) -> Stmt:
+        """Block until the SQL thread has applied ``position`` (see :func:`gtid_wait_reached`)."""
+        return self.gtid_wait_sql, (str(position), _timeout(timeout))
+
+    def wait_for_pos(self, log_file: str, log_pos: int, timeout: float) -> Stmt:
+        """Block until the SQL thread has applied the source's ``log_file:log_pos``."""
+        if not isinstance(log_pos, int):
+            raise ValueError("log_pos must be an int")
+        return self.pos_wait_sql, (log_file, log_pos, _timeout(timeout))
+
+
+def _timeout(timeout: float) -> float:
+    if not isinstance(timeout, int | float) or timeout < 0:
+        raise ValueError("timeout must be a number >= 0 (seconds)")
+    return float(timeout)
+
+
+def gtid_wait_reached(value: Any) -> bool:
+    """Result of a GTID wait: 0 = reached; -1 (MariaDB) / 1 (MySQL) = timed out."""
+    return value is not None and int(value) == 0
+
+
+def pos_wait_reached(value: Any) -> bool | None:
+    """Result of MASTER_POS_WAIT/SOURCE_POS_WAIT: True reached, False timed out,
+    None when the server is not replicating (SQL thread stopped or no source)."""
+    if value is None:
+        return None
+    return int(value) >= 0
+
+
+_COMMON_VARS: tuple[tuple[str, str], ...] = (
+    ("version", "@@GLOBAL.version"),
+    ("server_id", "@@GLOBAL.server_id"),
+    ("read_only", "@@GLOBAL.read_only"),
+    ("log_bin", "@@GLOBAL.log_bin"),
+    ("max_connections", "@@GLOBAL.max_connections"),
+    ("hostname", "@@GLOBAL.hostname"),
+    ("port", "@@GLOBAL.port"),
+    ("report_host", "@@GLOBAL.report_host"),
+    ("report_port", "@@GLOBAL.report_port"),
+)
+
+MARIADB = Dialect(
+    name="mariadb",
+    flavor=MARIADB_FLAVOR,
+    version=(10, 11, 0),
+    has_super_read_only=False,
+    can_demote_to_replica=True,
+    replica_status_sql="SHOW ALL SLAVES STATUS",
+    binlog_status_sql="SHOW MASTER STATUS",
+    start_replica_sql="START SLAVE",
+    stop_replica_sql="STOP SLAVE",
+    reset_replica_all_sql="RESET SLAVE ALL",
+    change_source_sql="CHANGE MASTER TO",
+    kw="MASTER",
+    gtid_auto_position="MASTER_USE_GTID=slave_pos",
+    no_auto_position="MASTER_USE_GTID=no",
+    extra_source_options=(),
+    gtid_wait_sql="SELECT MASTER_GTID_WAIT(%s, %s)",
+    pos_wait_sql="SELECT MASTER_POS_WAIT(%s, %s, %s)",
+    variables=(
+        *_COMMON_VARS,
+        ("super_read_only", "NULL"),
+        ("log_replica_updates", "@@GLOBAL.log_slave_updates"),
+        ("gtid_strict_mode", "@@GLOBAL.gtid_strict_mode"),
+        ("gtid_binlog_pos", "@@GLOBAL.gtid_binlog_pos"),
+        ("gtid_current_pos", "@@GLOBAL.gtid_current_pos"),
+        ("gtid_slave_pos", "@@GLOBAL.gtid_slave_pos"),
+        ("gtid_binlog_state", "@@GLOBAL.gtid_binlog_state"),
+    ),
+)
+
+_MYSQL_VARS: tuple[tuple[str, str], ...] = (
+    *_COMMON_VARS,
+    ("super_read_only", "@@GLOBAL.super_read_only"),
+    ("gtid_mode", "@@GLOBAL.gtid_mode"),
+    ("gtid_executed", "@@GLOBAL.gtid_executed"),
+)
+
+MYSQL57 = Dialect(
+    name="mysql57",
+    flavor=MYSQL_FLAVOR,
+    version=(5, 7, 0),
+    has_super_read_only=True,
+    can_demote_to_replica=False,
+    replica_status_sql="SHOW SLAVE STATUS",
+    binlog_status_sql="SHOW MASTER STATUS",
+    start_replica_sql="START SLAVE",
+    stop_replica_sql="STOP SLAVE",
+    reset_replica_all_sql="RESET SLAVE ALL",
+    change_source_sql="CHANGE MASTER TO",
+    kw="MASTER",
+    gtid_auto_position="MASTER_AUTO_POSITION=1",
+    no_auto_position="MASTER_AUTO_POSITION=0",
+    extra_source_options=(),
+    gtid_wait_sql="SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)",
+    pos_wait_sql="SELECT MASTER_POS_WAIT(%s, %s, %s)",
+    variables=(*_MYSQL_VARS, ("log_replica_updates", "@@GLOBAL.log_slave_updates")),
+)
+
+MYSQL80 = Dialect(
+    name="mysql80",
+    flavor=MYSQL_FLAVOR,
+    version=(8, 0, 26),
+    has_super_read_only=True,
+    can_demote_to_replica=False,
+    replica_status_sql="SHOW REPLICA STATUS",
+    binlog_status_sql="SHOW MASTER STATUS",
+    start_replica_sql="START REPLICA",
+    stop_replica_sql="STOP REPLICA",
+    reset_replica_all_sql="RESET REPLICA ALL",
+    change_source_sql="CHANGE REPLICATION SOURCE TO",
+    kw="SOURCE",
+    gtid_auto_position="SOURCE_AUTO_POSITION=1",
+    no_auto_position="SOURCE_AUTO_POSITION=0",
+    # caching_sha2_password (the 8.0 default) over a non-TLS replication link
+    # fails without the source's RSA key; harmless when TLS is used.
+    extra_source_options=("GET_SOURCE_PUBLIC_KEY=1",),
+    gtid_wait_sql="SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)",
+    pos_wait_sql="SELECT SOURCE_POS_WAIT(%s, %s, %s)",
+    variables=(*_MYSQL_VARS, ("log_replica_updates", "@@GLOBAL.log_replica_updates")),
+)
+
+# 8.4 removed SHOW MASTER STATUS and the other MASTER/SLAVE statements.
+MYSQL84 = replace(MYSQL80, name="mysql84", version=(8, 4, 0), binlog_status_sql="SHOW BINARY LOG STATUS")
+
+_VERSION_RE = re.compile(r"^(?:5\.5\.5-)?(\d+)\.(\d+)\.(\d+)")
+
+
+def parse_version(version: str) -> tuple[str, tuple[int, int, int]]:
+    """``('mariadb'|'mysql', (major, minor, patch))`` from ``SELECT VERSION()``
+    or the handshake (MariaDB < 11 prefixes the latter with ``5.5.5-``)."""
+    m = _VERSION_RE.match(version.strip())
+    if not m:
+        raise UnsupportedServerError(
+            f"cannot parse server version {version!r}",
+            remedy="roleswap supports MariaDB 10.6+ and MySQL 5.7/8.0/8.4",
+        )
+    flavor = MARIADB_FLAVOR if "mariadb" in version.lower() else MYSQL_FLAVOR
+    major, minor, patch = (int(x) for x in m.groups())
+    return flavor, (major, minor, patch)
+
+
+def dialect_for(version: str) -> Dialect:
+    """The dialect for a server version string such as ``10.11.19-MariaDB-log``
+    or ``8.0.36``; raises :class:`UnsupportedServerError` for old servers."""
+    flavor, v = parse_version(version)
+    if flavor == MARIADB_FLAVOR:
+        if v < (10, 6, 0):
+            raise UnsupportedServerError(
+                f"MariaDB {'.'.join(map(str, v))} is not supported",
+                remedy="upgrade to MariaDB 10.6 or later (10.10+ for MASTER_DEMOTE_TO_SLAVE)",
+            )
+        return replace(MARIADB, version=v, can_demote_to_replica=v >= (10, 10, 0))
+    if v < (5, 7, 0):
+        raise UnsupportedServerError(
+            f"MySQL {'.'.join(map(str, v))} is not supported",
+            remedy="upgrade to MySQL 5.7 or later (8.0/8.4 recommended)",
+        )
+    if v < (8, 0, 0):
+        return replace(MYSQL57, version=v)
+    if v < (8, 0, 23):
+        # REPLICA/SOURCE syntax is complete only from 8.0.23: keep the 5.7 words.
+        return replace(
+            MYSQL57, name="mysql80", version=v, extra_source_options=("GET_MASTER_PUBLIC_KEY=1",)
+        )
+    if v < (8, 0, 26):
+        # SOURCE_POS_WAIT and log_replica_updates arrived in 8.0.26.
+        return replace(
+            MYSQL80, version=v, pos_wait_sql="SELECT MASTER_POS_WAIT(%s, %s, %s)",
+            variables=(*_MYSQL_VARS, ("log_replica_updates", "@@GLOBAL.log_slave_updates")),
+        )
+    if v < (8, 4, 0):
+        return replace(MYSQL80, version=v)
+    return replace(MYSQL84, version=v)
+
+
+# -- replica status rows --------------------------------------------------------
+
+
+def _pick(row: Mapping[str, Any], *names: str) -> Any:
+    """The first present column among ``names`` (8.0.22+ name first, old name second)."""
+    for n in names:
+        if n in row:
+            return row[n]
+    return None
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None or v == "" else int(v)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode()
+    return "" if v is None else str(v)
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One replication channel, the same for every flavor.
+
+    Built from a SHOW SLAVE/REPLICA STATUS row by :meth:`from_row`, which
+    accepts MariaDB/5.7 column names (Master_Host, Slave_IO_Running, ...) and
+    8.0.22+/8.4 ones (Source_Host, Replica_IO_Running, ...).  GTID columns
+    are parsed: ``gtid_io_pos`` on MariaDB, ``retrieved/executed_gtid_set``
+    on MySQL (``None`` where the flavor has no such column).
+    """
+
+    channel: str
+    source_host: str
+    source_port: int
+    source_user: str
+    source_server_id: int | None
+    io_state: str  # "Yes", "No", "Connecting"
+    sql_running: bool
+    source_log_file: str  # last file the IO thread read
+    read_source_log_pos: int
+    relay_source_log_file: str  # file of the last event the SQL thread applied
+    exec_source_log_pos: int
+    seconds_behind: int | None  # None when a thread is stopped
+    sql_delay: int
+    last_io_errno: int
+    last_io_error: str
+    last_sql_errno: int
+    last_sql_error: str
+    using_gtid: str  # MariaDB: "No" / "Slave_Pos" / "Current_Pos"; MySQL: "No" / "Auto_Position"
+    gtid_io_pos: MariaGtidPos | None
+    retrieved_gtid_set: GtidSet | None
+    executed_gtid_set: GtidSet | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ReplicaStatus:
+        auto = _opt_int(_pick(row, "Auto_Position"))
+        using = _text(_pick(row, "Using_Gtid")) or ("Auto_Position" if auto else "No")
+        io_pos = _pick(row, "Gtid_IO_Pos")
+        retrieved = _pick(row, "Retrieved_Gtid_Set")
+        executed = _pick(row, "Executed_Gtid_Set")
+        return cls(
+            channel=_text(_pick(row, "Channel_Name", "Connection_name")),
+            source_host=_text(_pick(row, "Source_Host", "Master_Host")),
+            source_port=_opt_int(_pick(row, "Source_Port", "Master_Port")) or 0,
+            source_user=_text(_pick(row, "Source_User", "Master_User")),
+            source_server_id=_opt_int(_pick(row, "Source_Server_Id", "Master_Server_Id")) or None,
+            io_state=_text(_pick(row, "Replica_IO_Running", "Slave_IO_Running")) or "No",
+            sql_running=_text(_pick(row, "Replica_SQL_Running", "Slave_SQL_Running")) == "Yes",
+            source_log_file=_text(_pick(row, "Source_Log_File", "Master_Log_File")),
+            read_source_log_pos=_opt_int(_pick(row, "Read_Source_Log_Pos", "Read_Master_Log_Pos"))
+            or 0,
+            relay_source_log_file=_text(
+                _pick(row, "Relay_Source_Log_File", "Relay_Master_Log_File")
+            ),
+            exec_source_log_pos=_opt_int(_pick(row, "Exec_Source_Log_Pos", "Exec_Master_Log_Pos"))
+            or 0,
+            seconds_behind=_opt_int(_pick(row, "Seconds_Behind_Source", "Seconds_Behind_Master")),
+            sql_delay=_opt_int(_pick(row, "SQL_Delay")) or 0,
+            last_io_errno=_opt_int(_pick(row, "Last_IO_Errno")) or 0,
+            last_io_error=_text(_pick(row, "Last_IO_Error")),
+            last_sql_errno=_opt_int(_pick(row, "Last_SQL_Errno")) or 0,
+            last_sql_error=_text(_pick(row, "Last_SQL_Error")),
+            using_gtid=using,
+            gtid_io_pos=None if io_pos is None else MariaGtidPos.parse(_text(io_pos)),
+            retrieved_gtid_set=None if retrieved is None else GtidSet.parse(_text(retrieved)),
+            executed_gtid_set=None if executed is None else GtidSet.parse(_text(executed)),
+        )
+
+    @property
+    def io_running(self) -> bool:
+        return self.io_state == "Yes"
+
+    @property
+    def running(self) -> bool:
+        """Both threads running."""
+        return self.io_running and self.sql_running
+
+    @property
+    def gtid_mode(self) -> bool:
+        """Replicating by GTID (MariaDB slave_pos/current_pos, MySQL auto-position)."""
+        return self.using_gtid != "No"
+
+    @property
+    def error(self) -> str | None:
+        """The last IO/SQL error as one line, or None."""
+        errs = [f"IO error {self.last_io_errno}: {self.last_io_error}" if self.last_io_errno
+                else "",
+                f"SQL error {self.last_sql_errno}: {self.last_sql_error}" if self.last_sql_errno
+                else ""]
+        return "; ".join(e for e in errs if e) or None

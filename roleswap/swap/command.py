@@ -1,0 +1,140 @@
+"""CLI glue for a swap and for recovery: preflight, plan, confirmation, output, exit code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from roleswap.config import Config
+from roleswap.errors import PreflightError, RoleSwapError
+from roleswap.swap.context import SwapContext, SwapOptions
+from roleswap.swap.plan import build_plan
+from roleswap.swap.preflight import Check, run_preflight
+from roleswap.swap.runner import StepResult, SwapResult, execute
+from roleswap.switch import make_switch
+
+_MARK = {"ok": click.style("ok  ", fg="green"), "warn": click.style("WARN", fg="yellow"),
+         "fail": click.style("FAIL", fg="red")}
+_STATUS_COLOR = {"done": "green", "failed": "red", "undone": "yellow", "undo-failed": "red"}
+
+
+def options_from_cli(config: Config, opts: dict[str, Any]) -> SwapOptions:
+    return SwapOptions(
+        switch_method=opts.get("switch_method") or config.switch_method,
+        pause=not opts.get("no_pause", False),
+        max_lag=float(opts.get("max_lag", 5.0)),
+        drain_timeout=float(opts.get("drain_timeout", 5.0)),
+        drain_policy=str(opts.get("drain_policy", "proceed")),
+        catchup_timeout=float(opts.get("catchup_timeout", 10.0)),
+        pause_ttl=float(opts.get("pause_ttl", 30.0)),
+        fence_timeout=int(opts.get("fence_timeout", 2)),
+        long_trx=float(opts.get("long_trx", 10.0)),
+    )
+
+
+def print_checks(checks: list[Check]) -> None:
+    click.echo("preflight")
+    for c in checks:
+        click.echo(f"  {_MARK[c.status]}  {c.name:<22} {c.message}")
+        if c.remedy and c.status != "ok":
+            click.echo(f"        {'':<22} fix: {c.remedy}")
+
+
+def print_step(r: StepResult) -> None:
+    status = click.style(f"{r.status:<11}", fg=_STATUS_COLOR.get(r.status))
+    click.echo(f"  {r.name:<16} {status} {r.ms:9.1f} ms  {r.detail}")
+
+
+def run_swap_command(config: Config, source: str, target: str, cli_opts: dict[str, Any]) -> int:
+    as_json = bool(cli_opts.get("as_json"))
+    opts = options_from_cli(config, cli_opts)
+    ctx = SwapContext(config, source, target, opts)
+    try:
+        ctx.switch = make_switch(opts.switch_method)
+        return _run(ctx, cli_opts, as_json)
+    finally:
+        ctx.close()
+
+
+def _run(ctx: SwapContext, cli_opts: dict[str, Any], as_json: bool) -> int:
+    say = (lambda *_a, **_k: None) if as_json else click.echo
+    checks, _topo = run_preflight(ctx)
+    failed = [c for c in checks if c.status == "fail"]
+    mode = ctx.journal.record.get("state", {}).get("mode", "?")
+    if not as_json:
+        click.echo(f"roleswap {ctx.source} -> {ctx.target}  (cluster {ctx.config.cluster}, "
+                   f"switch {ctx.opts.switch_method}, {mode}, "
+                   f"{'pause' if ctx.opts.pause else 'no pause'})")
+        print_checks(checks)
+    plan = build_plan(ctx) if not failed else []
+    base: dict[str, Any] = {"from": ctx.source, "to": ctx.target,
+                            "checks": [c.as_dict() for c in checks]}
+    if failed:
+        err = PreflightError(f"preflight refused the swap: {failed[0].message}"
+                             + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""),
+                             remedy=failed[0].remedy)
+        _finish_error(err, as_json, base)
+        return err.exit_code
+    plan_lines = [{"step": s.name, "title": s.title(ctx), "undo": s.reversible} for s in plan]
+    if cli_opts.get("check"):
+        if as_json:
+            click.echo(json.dumps({"ok": True, **base}))
+        else:
+            click.echo("preflight passed; nothing changed (--check)")
+        return 0
+    if not as_json:
+        click.echo("plan")
+        for i, line in enumerate(plan_lines, 1):
+            tag = "" if line["undo"] else "  (no undo needed)"
+            click.echo(f"  {i:2}. {line['step']:<16} {line['title']}{tag}")
+    if cli_opts.get("dry_run"):
+        if as_json:
+            click.echo(json.dumps({"ok": True, **base, "plan": plan_lines}))
+        else:
+            click.echo("dry run: nothing changed")
+        return 0
+    if not cli_opts.get("yes") and not click.confirm(
+            f"Swap roles: promote {ctx.target}, demote {ctx.source}?", default=False,
+            err=as_json):
+        say("aborted; nothing changed")
+        return 1
+    ctx.journal.begin(ctx.swap_id, ctx.source, ctx.target, mode, [s.name for s in plan],
+                      ctx.opts.as_dict())
+    say("swap")
+    result = execute(ctx, plan, (lambda _r: None) if as_json else print_step)
+    return report(result, as_json, base)
+
+
+def report(result: SwapResult, as_json: bool, base: dict[str, Any]) -> int:
+    if as_json:
+        click.echo(json.dumps({**base, **result.as_dict()}))
+    else:
+        for n in result.notes:
+            click.secho(f"note: {n}", fg="yellow")
+        pause = f"{result.pause_ms:.1f} ms" if result.pause_ms is not None else "n/a"
+        block = f"{result.write_block_ms:.1f} ms" if result.write_block_ms is not None else "n/a"
+        if result.ok:
+            click.secho(f"done: {result.target} is the primary, {result.source} replicates from it. "
+                        f"pause {pause}, writes blocked {block}, total {result.total_ms:.0f} ms",
+                        fg="green")
+        elif result.error is not None:
+            click.secho(f"error: {result.error.message}", fg="red", err=True)
+            if result.error.remedy:
+                click.echo(f"  fix: {result.error.remedy}", err=True)
+    return 0 if result.error is None else result.error.exit_code
+
+
+def _finish_error(err: RoleSwapError, as_json: bool, base: dict[str, Any]) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, **base, "rolled_back": False, "error": err.as_dict()}))
+    else:
+        click.secho(f"error: {err.message}", fg="red", err=True)
+        click.echo(f"  fix: {err.remedy}", err=True)
+
+
+def run_recover_command(config: Config, *, yes: bool, as_json: bool) -> int:
+    from roleswap.swap.recover import recover
+
+    return recover(config, yes=yes, as_json=as_json)

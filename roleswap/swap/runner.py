@@ -1,0 +1,164 @@
+"""Run a plan: journal each step before and after, time it, and on failure either
+roll back (before the point of no return) or stop and say how to finish (after).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from roleswap.errors import AfterPointOfNoReturnError, RoleSwapError, RolledBackError
+from roleswap.swap.context import SwapContext
+from roleswap.swap.step import Step
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # done | failed | undone | undo-failed | skipped
+    ms: float
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "ms": round(self.ms, 2),
+                "detail": self.detail}
+
+
+@dataclass
+class SwapResult:
+    swap_id: str
+    source: str
+    target: str
+    steps: list[StepResult] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)  # perf_counter timestamps
+    rolled_back: bool = False
+    error: RoleSwapError | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def _span(self, start: str, end: str) -> float | None:
+        if start in self.marks and end in self.marks:
+            return (self.marks[end] - self.marks[start]) * 1000
+        return None
+
+    @property
+    def pause_ms(self) -> float | None:
+        """Traffic paused: pause command sent -> resume command acknowledged."""
+        return self._span("pause.start", "resume.end")
+
+    @property
+    def write_block_ms(self) -> float | None:
+        """No writable primary: fence started -> new primary writable."""
+        return self._span("fence.start", "promote.end")
+
+    @property
+    def total_ms(self) -> float | None:
+        return self._span("start", "end")
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 2)
+
+        out: dict[str, Any] = {
+            "ok": self.ok, "swap_id": self.swap_id, "from": self.source, "to": self.target,
+            "steps": [s.as_dict() for s in self.steps], "pause_ms": r(self.pause_ms),
+            "write_block_ms": r(self.write_block_ms), "total_ms": r(self.total_ms),
+            "rolled_back": self.rolled_back, "notes": self.notes,
+        }
+        if self.error is not None:
+            out["error"] = self.error.as_dict()
+        return out
+
+
+Printer = Callable[[StepResult], None]
+
+
+def execute(ctx: SwapContext, plan: list[Step], show: Printer) -> SwapResult:
+    """Run ``plan`` (journal already begun).  Never raises: the outcome is in the result."""
+    res = SwapResult(ctx.swap_id, ctx.source, ctx.target)
+    res.marks["start"] = time.perf_counter()
+    done: list[Step] = []
+    passed_ponr = False
+    for step in plan:
+        ctx.journal.step(step.name, "running")
+        t0 = time.perf_counter()
+        res.marks[f"{step.name}.start"] = t0
+        try:
+            ctx.failpoint(step.name, "before")
+            detail = step.apply(ctx)
+            ctx.failpoint(step.name, "after")
+        except (Exception, KeyboardInterrupt) as e:
+            ms = (time.perf_counter() - t0) * 1000
+            err = e if isinstance(e, RoleSwapError) else RoleSwapError(
+                "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}")
+            ctx.journal.step(step.name, "failed", ms, err.message)
+            res.steps.append(StepResult(step.name, "failed", ms, err.message))
+            show(res.steps[-1])
+            if passed_ponr:
+                ctx.journal.set_phase("failed")
+                res.error = after_ponr_error(ctx, plan, step, err)
+            else:
+                res.error = rollback(ctx, [*done, step], res, show, err)
+            res.marks["end"] = time.perf_counter()
+            res.notes += ctx.notes
+            return res
+        t1 = time.perf_counter()
+        res.marks[f"{step.name}.end"] = t1
+        ms = (t1 - t0) * 1000
+        ctx.journal.step(step.name, "done", ms)
+        res.steps.append(StepResult(step.name, "done", ms, detail))
+        show(res.steps[-1])
+        done.append(step)
+        passed_ponr = passed_ponr or step.ponr
+    ctx.journal.set_phase("done")
+    res.marks["end"] = time.perf_counter()
+    res.notes += ctx.notes
+    return res
+
+
+def rollback(ctx: SwapContext, steps: list[Step], res: SwapResult, show: Printer,
+             cause: RoleSwapError) -> RoleSwapError:
+    """Undo ``steps`` in reverse order.  Returns the error to report."""
+    failed_undo = []
+    for step in reversed(steps):
+        if not step.reversible:
+            continue
+        t0 = time.perf_counter()
+        try:
+            detail = step.undo(ctx)
+            status = "undone"
+        except Exception as e:
+            detail = e.message if isinstance(e, RoleSwapError) else f"{type(e).__name__}: {e}"
+            status = "undo-failed"
+            failed_undo.append(step.name)
+        ms = (time.perf_counter() - t0) * 1000
+        ctx.journal.step(step.name, status, ms, None if status == "undone" else detail)
+        res.steps.append(StepResult(step.name, status, ms, detail))
+        show(res.steps[-1])
+    if failed_undo:
+        ctx.journal.set_phase("failed")
+        return AfterPointOfNoReturnError(
+            f"{cause.message}; rolling back also failed at: {', '.join(failed_undo)}",
+            remedy=f"fix the cause, then run `roleswap -c {ctx.config.source} recover` "
+                   "to finish the rollback")
+    ctx.journal.set_phase("rolled_back")
+    res.rolled_back = True
+    return RolledBackError(f"{cause.message} (rolled back: {ctx.source} is the primary again)",
+                           remedy=cause.remedy or "see the step that failed above")
+
+
+def after_ponr_error(ctx: SwapContext, plan: list[Step], failed: Step,
+                     cause: RoleSwapError) -> RoleSwapError:
+    i = plan.index(failed)
+    remaining = [s.title(ctx) for s in plan[i:]]
+    lines = "\n".join(f"    - {t}" for t in remaining)
+    return AfterPointOfNoReturnError(
+        f"{cause.message}\n  {ctx.target} is the primary and traffic is flowing; "
+        f"not yet done:\n{lines}",
+        remedy=(f"{cause.remedy + '; then ' if cause.remedy else ''}run "
+                f"`roleswap -c {ctx.config.source} recover` to finish"))

@@ -1,0 +1,152 @@
+"""The coordination steps: cluster lock, pause + drain, resume (point of no return), unlock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from intermission.controller import Controller, DrainReport
+from intermission.errors import IntermissionError
+from roleswap.coord.lock import ClusterLock
+from roleswap.errors import StepError
+from roleswap.swap.context import SwapContext
+from roleswap.swap.step import Step
+
+
+def cluster_lock(ctx: SwapContext) -> ClusterLock:
+    if ctx.redis is None:
+        raise StepError("no [redis] url in the config: the cluster lock needs Redis",
+                        remedy="add [redis] url = \"redis://...\" to the config")
+    lock = ClusterLock(ctx.redis, ctx.config.cluster, ctx.opts.lock_ttl)
+    token = ctx.state.get("lock_token")
+    if token:
+        lock.adopt(token)
+    return lock
+
+
+def controller(ctx: SwapContext) -> Controller:
+    if ctx.redis is None:
+        raise StepError("no [redis] url in the config: pausing traffic needs Redis",
+                        remedy="add [redis] url, or run with --no-pause")
+    return Controller(ctx.redis, ctx.config.scope)
+
+
+class Lock(Step):
+    name = "lock"
+
+    def title(self, ctx: SwapContext) -> str:
+        return f"take the cluster lock for {ctx.config.cluster!r} (TTL {ctx.opts.lock_ttl:g}s)"
+
+    def apply(self, ctx: SwapContext) -> str:
+        lock = cluster_lock(ctx)
+        if lock.token and lock.refresh():
+            return "already held"
+        if not lock.acquire(ctx.swap_id):
+            holder = lock.holder() or {}
+            raise StepError(f"another swap holds the cluster lock (swap {holder.get('swap_id')} "
+                            f"on {holder.get('host')}, pid {holder.get('pid')})",
+                            remedy="wait for it to finish, or run `roleswap recover`")
+        ctx.remember(lock_token=lock.token)
+        return "acquired"
+
+    def undo(self, ctx: SwapContext) -> str:
+        cluster_lock(ctx).release()
+        return "released"
+
+
+class Unlock(Lock):
+    name = "unlock"
+    reversible = False
+
+    def title(self, ctx: SwapContext) -> str:
+        return "release the cluster lock"
+
+    def apply(self, ctx: SwapContext) -> str:
+        return "released" if cluster_lock(ctx).release() else "was not held (expired?)"
+
+    def undo(self, ctx: SwapContext) -> str:
+        return "nothing to undo"
+
+
+class Pause(Step):
+    """Hold new web requests (intermission) and wait for in-flight ones to finish."""
+
+    name = "pause"
+
+    def title(self, ctx: SwapContext) -> str:
+        return (f"pause traffic (scope {ctx.config.scope!r}, lease {ctx.opts.pause_ttl:g}s) and wait "
+                f"up to {ctx.opts.drain_timeout:g}s for in-flight requests ({ctx.opts.drain_policy} "
+                "on timeout)")
+
+    def apply(self, ctx: SwapContext) -> str:
+        try:
+            handle = controller(ctx).pause(
+                reason=f"roleswap {ctx.source}->{ctx.target} ({ctx.swap_id})",
+                ttl=ctx.opts.pause_ttl, owner=f"roleswap:{ctx.swap_id}")
+        except (redis.RedisError, IntermissionError) as e:
+            raise StepError(f"could not pause traffic: {_why(e)}",
+                            remedy=getattr(e, "remedy", "") or "check Redis, or use --no-pause") from None
+        ctx.pause_handle = handle
+        ctx.remember(pause_token=handle.token)
+        report = handle.wait_drained(ctx.opts.drain_timeout)
+        if report.drained:
+            return f"{_summary(report)}"
+        if ctx.opts.drain_policy == "abort":
+            raise StepError(f"requests still in flight after {ctx.opts.drain_timeout:g}s: "
+                            f"{_summary(report)}",
+                            remedy="raise --drain-timeout, or use --drain-policy proceed")
+        ctx.notes.append(f"drain timed out ({_summary(report)}); fenced anyway: "
+                         "their writes fail with read_only rather than get lost")
+        return f"drain timed out, proceeding: {_summary(report)}"
+
+    def undo(self, ctx: SwapContext) -> str:
+        return _resume(ctx, payload=None)
+
+
+class Resume(Step):
+    """Release held requests; they now reach the new primary.  The point of no return."""
+
+    name = "resume"
+    ponr = True
+    reversible = False
+
+    def title(self, ctx: SwapContext) -> str:
+        if not ctx.opts.pause:
+            return "point of no return (traffic was not paused: --no-pause)"
+        return f"resume traffic with the new primary {ctx.target} in the payload (point of no return)"
+
+    def apply(self, ctx: SwapContext) -> str:
+        if not ctx.opts.pause:
+            return "nothing paused"
+        s = ctx.server(ctx.target)
+        payload = {"primary": {"name": s.name, "host": s.host, "port": s.port},
+                   "swap_id": ctx.swap_id}
+        return _resume(ctx, payload)
+
+
+def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
+    handle = ctx.pause_handle
+    try:
+        if handle is not None:
+            handle.resume(payload=payload)
+        elif ctx.state.get("pause_token"):
+            controller(ctx).resume(token=ctx.state["pause_token"], payload=payload)
+        else:
+            return "nothing paused"
+    except (redis.RedisError, IntermissionError) as e:
+        raise StepError(f"could not resume traffic: {_why(e)}",
+                        remedy=f"the pause ends by itself within {ctx.opts.pause_ttl:g}s "
+                               f"(lease TTL); or run `intermission resume --scope {ctx.config.scope}`"
+                        ) from None
+    ctx.pause_handle = None
+    return "resumed"
+
+
+def _summary(report: DrainReport) -> str:
+    return str(report).splitlines()[0]
+
+
+def _why(e: Exception) -> str:
+    # Redis errors can carry the URL; intermission's messages mask passwords already.
+    return str(e) if isinstance(e, IntermissionError) else f"Redis error {type(e).__name__}"

@@ -1,0 +1,5 @@
+"""How client traffic follows the new primary: endpoint, hook, vip or none."""
+
+from roleswap.switch.base import SwitchMethod, make_switch
+
+__all__ = ["SwitchMethod", "make_switch"]

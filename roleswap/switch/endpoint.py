@@ -1,0 +1,64 @@
+"""``endpoint``: publish the new primary in Redis (and in the resume payload).
+
+Apps read it at start-up with :func:`roleswap.coord.endpoint.current_primary`
+and learn changes from the intermission resume payload, which they receive
+*before* their held requests are released.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis
+
+from roleswap.coord import endpoint
+from roleswap.errors import StepError
+from roleswap.swap.step import Step
+from roleswap.switch.base import SwitchMethod
+
+if TYPE_CHECKING:
+    from roleswap.swap.context import SwapContext
+    from roleswap.swap.preflight import Check
+
+
+class Publish(Step):
+    name = "publish"
+
+    def title(self, ctx: SwapContext) -> str:
+        return f"publish {ctx.target} as the primary of {ctx.config.cluster!r} in Redis"
+
+    def _client(self, ctx: SwapContext) -> redis.Redis:
+        if ctx.redis is None:
+            raise StepError("the endpoint switch needs [redis] url in the config",
+                            remedy="add it, or use --switch none/hook")
+        return ctx.redis
+
+    def apply(self, ctx: SwapContext) -> str:
+        client = self._client(ctx)
+        if "previous_endpoint" not in ctx.state:
+            ctx.remember(previous_endpoint=endpoint.current_primary(client, ctx.config.cluster))
+        s = ctx.server(ctx.target)
+        endpoint.publish(client, ctx.config.cluster, s.name, s.host, s.port, ctx.swap_id)
+        return f"{s.name} at {s.address}"
+
+    def undo(self, ctx: SwapContext) -> str:
+        if "previous_endpoint" not in ctx.state:
+            return "nothing published"
+        endpoint.restore(self._client(ctx), ctx.config.cluster, ctx.state["previous_endpoint"])
+        return "previous endpoint restored"
+
+
+class EndpointSwitch(SwitchMethod):
+    name = "endpoint"
+
+    def preflight(self, ctx: SwapContext) -> list[Check]:
+        from roleswap.swap.preflight import Check
+
+        if ctx.redis is None:
+            return [Check.fail("endpoint", "switch.method = endpoint needs [redis] url",
+                               "add [redis] url to the config or choose another --switch")]
+        return [Check.ok("endpoint", f"the new primary will be published under cluster "
+                                     f"{ctx.config.cluster!r}")]
+
+    def steps(self, ctx: SwapContext) -> dict[str, list[Step]]:
+        return {"after_promote": [Publish()]}
