@@ -45,6 +45,7 @@ log = logging.getLogger("intermission")
 
 _AGENTS: weakref.WeakSet[Agent] = weakref.WeakSet()
 WARN_EVERY = 30.0
+MIN_BEAT_GAP = 0.005
 
 
 class Agent:
@@ -259,6 +260,8 @@ class Agent:
                 store.heartbeat(self._info(snap), self.heartbeat_ttl, notify=notify)
             gate.exporter.sync(held=snap.held, in_flight=snap.in_flight,
                                paused=snap.paused, stats=snap.metrics)
+            if notify:
+                stop.wait(MIN_BEAT_GAP)  # coalesce bursts of changes into one write
             beat_now.wait(self.heartbeat_interval)
 
     def _info(self, snap: Snapshot) -> p.ProcessInfo:

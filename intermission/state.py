@@ -147,6 +147,7 @@ class Gate:
                 w.state = RELEASED
                 return w
             self._enqueue(w)
+        self.notify()  # status shows the held count live (the heartbeat coalesces bursts)
         event = w.event
         if event is None:  # pragma: no cover - thread waiters always have one
             raise RuntimeError("thread waiter without an event")
@@ -154,6 +155,7 @@ class Gate:
             with self.lock:
                 if w.state == HELD:
                     self._give_up(w, TIMED_OUT)
+            self.notify()
         if w.state == RELEASED and w.chained:
             self._wake_next_chained()
         return w
@@ -168,6 +170,7 @@ class Gate:
                 w.state = RELEASED
                 return w
             self._enqueue(w)
+        self.notify()
         fut = w.future
         if fut is None:  # pragma: no cover - asyncio waiters always have one
             raise RuntimeError("asyncio waiter without a future")
@@ -193,6 +196,7 @@ class Gate:
             if w.state != HELD:
                 return  # released meanwhile; the release callback resolves the future
             self._give_up(w, TIMED_OUT)
+        self.notify()
         if w.future is not None and not w.future.done():
             w.future.set_result(None)
 
