@@ -160,12 +160,19 @@ def lab() -> None:
 @click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(1, 8))
 @click.option("--no-gtid", is_flag=True, help="Replicate by binlog file/position, not GTID.")
+@click.option("--hosts", is_flag=True,
+              help="Root only: each server in its own network namespace with sshd, and a VIP "
+                   "(config uses switch.method = vip).")
+@click.option("--subnet", metavar="CIDR",
+              help="With --hosts: the lab's subnet inside 198.18.0.0/15 [default 198.18.71.0/24].")
 @report_errors
-def lab_up_cmd(directory: str, replicas: int, no_gtid: bool) -> None:
-    """Start db1 (primary), db2.. (replicas) and redis on free 127.0.0.1 ports."""
+def lab_up_cmd(directory: str, replicas: int, no_gtid: bool, hosts: bool, subnet: str | None) -> None:
+    """Start db1 (primary), db2.. (replicas) and redis on free 127.0.0.1 ports
+    (or, with --hosts, on hosts in network namespaces)."""
     from roleswap.lab import lab_up
 
-    lab_obj = lab_up(Path(directory), replicas=replicas, gtid=not no_gtid, log=click.echo)
+    lab_obj = lab_up(Path(directory), replicas=replicas, gtid=not no_gtid, log=click.echo,
+                     hosts=hosts, subnet=subnet)
     for n in lab_obj.nodes:
         click.echo(f"  {n.name:<6} {n.kind:<8} {n.host}:{n.port}  pid {n.pid}")
     click.echo(f"config: {lab_obj.config_path}")

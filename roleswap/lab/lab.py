@@ -50,6 +50,8 @@ class Lab:
     nodes: list[LabNode] = field(default_factory=list)
     cluster: str = "lab"
     gtid: bool = True
+    # `lab up --hosts`: namespaces, links, addresses (see roleswap.lab.hosts); {} otherwise
+    hosts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config_path(self) -> Path:
@@ -66,7 +68,8 @@ class Lab:
         raise LabError(f"no lab node named {name!r}", remedy="see `roleswap lab status`")
 
     def save(self) -> None:
-        data = {"cluster": self.cluster, "gtid": self.gtid, "nodes": [asdict(n) for n in self.nodes]}
+        data = {"cluster": self.cluster, "gtid": self.gtid, "nodes": [asdict(n) for n in self.nodes],
+                "hosts": self.hosts}
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.state_path)
@@ -84,7 +87,8 @@ class Lab:
         except (OSError, ValueError) as e:
             raise LabError(f"cannot read {path}: {e}", remedy=f"inspect or delete {path}") from None
         nodes = [LabNode(**n) for n in data.get("nodes", [])]
-        return cls(Path(directory), nodes, data.get("cluster", "lab"), data.get("gtid", True))
+        return cls(Path(directory), nodes, data.get("cluster", "lab"), data.get("gtid", True),
+                   data.get("hosts") or {})
 
 
 def lab_up(
@@ -93,6 +97,8 @@ def lab_up(
     gtid: bool = True,
     cluster: str = "lab",
     log: Any = None,
+    hosts: bool = False,
+    subnet: str | None = None,
 ) -> Lab:
     """Start db1 (primary) + ``replicas`` replicas + redis; return when replication is proven.
 
@@ -103,6 +109,12 @@ def lab_up(
     if replicas < 1 or replicas > 8:
         raise LabError(f"--replicas {replicas} is out of range", remedy="use 1 to 8")
     directory = Path(directory).absolute()
+    if hosts:
+        from roleswap.lab.hosts import require_root
+
+        require_root()  # refuse before touching anything
+    elif subnet is not None:
+        raise LabError("--subnet only makes sense with --hosts", remedy="add --hosts")
     bins = procs.require("mariadbd", "mariadb-install-db", "redis-server")
     if (directory / STATE_FILE).exists():
         existing = Lab.load(directory)
@@ -112,6 +124,11 @@ def lab_up(
                 remedy=f"stop it with `roleswap lab down --dir {directory}` or use another --dir",
             )
         lab_down(directory)
+    if hosts:
+        from roleswap.lab.hosts import lab_up_hosts
+
+        lab_h: Lab = lab_up_hosts(directory, replicas, gtid, cluster, subnet, say)
+        return lab_h
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # the config inside holds passwords
     lab = Lab(directory, cluster=cluster, gtid=gtid)
@@ -294,6 +311,10 @@ def lab_down(directory: Path | str = DEFAULT_DIR) -> list[str]:
         for n in sorted(lab.nodes, key=lambda n: (n.kind == "redis", n.name), reverse=False):
             if procs.stop(n.pid, n.marker, timeout=15):
                 stopped.append(n.name)
+        if lab.hosts:
+            from roleswap.lab.hosts import teardown
+
+            stopped += teardown(lab.hosts)  # after the processes: namespaces, links
     elif not directory.exists():
         return stopped
     elif any(directory.iterdir()) and not (directory / CONFIG_FILE).exists():
@@ -317,7 +338,7 @@ def lab_status(directory: Path | str = DEFAULT_DIR) -> list[dict[str, Any]]:
 
 
 def _answers(n: LabNode) -> bool:
-    if n.kind == "redis":
+    if n.kind in ("redis", "sshd"):
         return procs.port_open(n.host, n.port)
     try:
         conn = pymysql.connect(unix_socket=str(Path(n.dir) / "mysqld.sock"), user="root",

@@ -134,7 +134,7 @@ def _replication(ctx: SwapContext, topo: Topology, s: Server, t: Server) -> list
         if sib.name != t.name and (sib.replica is None or not sib.replica.running):
             out.append(Check.warn(f"sibling {sib.name}", "replication threads are not running",
                                   f"it will be repointed to {t.name} but stay stopped"))
-    errant = _errant(s, t)
+    errant = _errant(ctx, s, t)
     if errant:
         out.append(Check.fail("errant", f"{t.name} has transactions {s.name} never had: {errant}",
                               f"find who wrote on {t.name}; remove them or inject empty "
@@ -157,15 +157,24 @@ def _replication(ctx: SwapContext, topo: Topology, s: Server, t: Server) -> list
     return out
 
 
-def _errant(s: Server, t: Server) -> str:
-    if s.is_mariadb and isinstance(t.gtid_binlog_state, MariaGtidPos) and isinstance(
-            s.gtid_binlog_state, MariaGtidPos):
-        e = errant_mariadb(t.gtid_binlog_state, s.gtid_binlog_state)
+def _errant(ctx: SwapContext, s: Server, t: Server) -> str:
+    """GTIDs on the target that the source never had.
+
+    Read here, target FIRST and source second, not from the parallel topology
+    snapshot: with writes flowing, a replica read a moment after its primary
+    can hold a GTID the primary's (older) snapshot lacks, a false positive.
+    """
+    if s.is_mariadb:
+        sql = "SELECT @@GLOBAL.gtid_binlog_state AS g"
+        t_state = MariaGtidPos.parse(str(ctx.query(t.name, sql)[0]["g"] or ""), state=True)
+        s_state = MariaGtidPos.parse(str(ctx.query(s.name, sql)[0]["g"] or ""), state=True)
+        e = errant_mariadb(t_state, s_state)
         return str(e) if e else ""
-    if isinstance(t.gtid_executed, GtidSet) and isinstance(s.gtid_executed, GtidSet):
-        diff = t.gtid_executed - s.gtid_executed
-        return "" if diff.is_empty() else str(diff)
-    return ""
+    sql = "SELECT @@GLOBAL.gtid_executed AS g"
+    t_set = GtidSet.parse(str(ctx.query(t.name, sql)[0]["g"] or ""))
+    s_set = GtidSet.parse(str(ctx.query(s.name, sql)[0]["g"] or ""))
+    diff = t_set - s_set
+    return "" if diff.is_empty() else str(diff)
 
 
 def _privileges(ctx: SwapContext, *servers: Server) -> list[Check]:

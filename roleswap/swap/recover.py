@@ -54,9 +54,9 @@ def recover(config: Config, *, yes: bool, as_json: bool) -> int:
 def _recover(ctx: SwapContext, record: dict[str, Any], *, yes: bool, as_json: bool) -> int:
     plan = build_plan(ctx)
     status = ctx.journal.last_status()
+    ever_done = {e["name"] for e in record.get("steps", []) if e["status"] == "done"}
     p = ponr_index(plan)
-    passed = status.get(plan[p].name) == "done" or any(
-        status.get(s.name) for s in plan[p + 1:])
+    passed = plan[p].name in ever_done or any(status.get(s.name) for s in plan[p + 1:])
     started = [s for s in plan if status.get(s.name) in ("running", "done", "failed")]
     reason = "the point of no return was passed"
     if not passed and _target_took_writes(ctx, status):
@@ -74,9 +74,8 @@ def _recover(ctx: SwapContext, record: dict[str, Any], *, yes: bool, as_json: bo
     ctx.journal.set_phase("recovering")
     show = (lambda _r: None) if as_json else print_step
     if passed:
-        todo = [s for s in plan[p:] if status.get(s.name) != "done"]
-        if status.get(plan[p].name) == "done":
-            todo = [s for s in plan[p + 1:] if status.get(s.name) != "done"]
+        start = p + 1 if plan[p].name in ever_done else p
+        todo = [s for s in plan[start:] if status.get(s.name) != "done"]
         result = execute(ctx, todo, show)
     else:
         result = SwapResult(ctx.swap_id, ctx.source, ctx.target)

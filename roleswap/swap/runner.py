@@ -88,9 +88,15 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer) -> SwapResult:
         ctx.journal.step(step.name, "running")
         t0 = time.perf_counter()
         res.marks[f"{step.name}.start"] = t0
+        applied = False
         try:
             ctx.failpoint(step.name, "before")
             detail = step.apply(ctx)
+            applied = True
+            t1 = time.perf_counter()
+            # journaled as done before anything else can happen (a crash right after
+            # the point of no return must be finished by recover, not rolled back)
+            ctx.journal.step(step.name, "done", (t1 - t0) * 1000)
             ctx.failpoint(step.name, "after")
         except (Exception, KeyboardInterrupt) as e:
             ms = (time.perf_counter() - t0) * 1000
@@ -99,7 +105,7 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer) -> SwapResult:
             ctx.journal.step(step.name, "failed", ms, err.message)
             res.steps.append(StepResult(step.name, "failed", ms, err.message))
             show(res.steps[-1])
-            if passed_ponr:
+            if passed_ponr or (applied and step.ponr):
                 ctx.journal.set_phase("failed")
                 res.error = after_ponr_error(ctx, plan, step, err)
             else:
@@ -107,10 +113,8 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer) -> SwapResult:
             res.marks["end"] = time.perf_counter()
             res.notes += ctx.notes
             return res
-        t1 = time.perf_counter()
         res.marks[f"{step.name}.end"] = t1
         ms = (t1 - t0) * 1000
-        ctx.journal.step(step.name, "done", ms)
         res.steps.append(StepResult(step.name, "done", ms, detail))
         show(res.steps[-1])
         done.append(step)

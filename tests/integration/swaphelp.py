@@ -1,0 +1,211 @@
+"""Helpers for swap tests: a continuous writer, a read_only watcher, topology snapshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from tests.conftest import RunningLab
+
+ROLESWAP = [sys.executable, "-m", "roleswap"]
+
+
+def roleswap(lab: RunningLab | str, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    cfg = lab if isinstance(lab, str) else str(lab.config_path)
+    full_env = dict(os.environ)
+    full_env.pop("ROLESWAP_FAIL_AT", None)
+    full_env.pop("ROLESWAP_KILL_AT", None)
+    full_env.update(env or {})
+    return subprocess.run([*ROLESWAP, "-c", cfg, *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, check=False)
+
+
+def swap(lab: RunningLab, source: str, target: str, *extra: str,
+         env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """Run a swap with --yes --json; return (exit code, parsed JSON)."""
+    res = roleswap(lab, "--from", source, "--to", target, "--yes", "--json", *extra, env=env)
+    lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    data = json.loads(lines[-1]) if lines else {"stdout": res.stdout, "stderr": res.stderr}
+    data["_stderr"] = res.stderr
+    return res.returncode, data
+
+
+def names(lab: RunningLab) -> list[str]:
+    return sorted(lab.config.servers)
+
+
+def snapshot(lab: RunningLab) -> dict[str, Any]:
+    """Roles as the servers report them: read_only, source port, threads, GTID position."""
+    ports = {lab.config.servers[n].port: n for n in names(lab)}
+    out: dict[str, Any] = {}
+    for n in names(lab):
+        conn = lab.root(n)
+        try:
+            with conn.cursor(pymysql.cursors.DictCursor) as cur:
+                cur.execute("SELECT @@read_only AS ro, @@gtid_binlog_pos AS pos")
+                row = cur.fetchone()
+                cur.execute("SHOW ALL SLAVES STATUS")
+                rep = cur.fetchone()
+        finally:
+            conn.close()
+        out[n] = {
+            "read_only": int(row["ro"]),
+            "source": ports.get(int(rep["Master_Port"])) if rep else None,
+            "running": bool(rep and rep["Slave_IO_Running"] == "Yes"
+                            and rep["Slave_SQL_Running"] == "Yes"),
+        }
+    return out
+
+
+def primary_of(snap: dict[str, Any]) -> list[str]:
+    return [n for n, s in snap.items() if not s["read_only"]]
+
+
+def wait_healthy(lab: RunningLab, primary: str, timeout: float = 15) -> dict[str, Any]:
+    """Until every other node replicates from ``primary`` with running threads."""
+    deadline = time.monotonic() + timeout
+    snap: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        snap = snapshot(lab)
+        if primary_of(snap) == [primary] and all(
+                s["source"] == primary and s["running"] for n, s in snap.items() if n != primary):
+            return snap
+        time.sleep(0.05)
+    raise AssertionError(f"topology not healthy around {primary}: {snap}")
+
+
+def assert_same_data(lab: RunningLab, table: str = "app.writes") -> dict[str, Any]:
+    """Every node has the same rows (CHECKSUM TABLE) and GTID state once caught up."""
+    primary = primary_of(snapshot(lab))[0]
+    pos = lab.query(primary, "SELECT @@gtid_binlog_pos")[0][0]
+    for n in names(lab):
+        if n != primary:
+            assert lab.query(n, "SELECT MASTER_GTID_WAIT(%s, 20)", (pos,))[0][0] == 0, n
+    sums = {n: lab.query(n, f"CHECKSUM TABLE {table}")[0][1] for n in names(lab)}
+    assert len(set(sums.values())) == 1, sums
+    states = {n: lab.query(n, "SELECT @@gtid_current_pos")[0][0] for n in names(lab)}
+    assert len(set(states.values())) == 1, states
+    return {"checksum": sums, "gtid": states}
+
+
+@dataclass(eq=False)
+class Writer(threading.Thread):
+    """Inserts rows continuously through the application account into whichever
+    server accepts writes; an id counts as acknowledged only after COMMIT returned."""
+
+    lab: RunningLab
+    table: str = "app.writes"
+    acked: list[int] = field(default_factory=list)
+    errors: int = 0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+        self.lab.query("db1" if "db1" in self.lab.config.servers else names(self.lab)[0],
+                       "SELECT 1")
+
+    def _connect(self) -> pymysql.connections.Connection | None:
+        assert self.lab.config.lab is not None
+        for n in names(self.lab):
+            s = self.lab.config.servers[n]
+            try:
+                c = pymysql.connect(host=s.host, port=s.port, user=self.lab.config.lab.app_user,
+                                    password=self.lab.config.lab.app_password.reveal(),
+                                    autocommit=False, ssl_disabled=True, connect_timeout=1,
+                                    read_timeout=5, write_timeout=5)
+                with c.cursor() as cur:
+                    cur.execute("SELECT @@read_only")
+                    row = cur.fetchone()
+                if row and row[0] == 0:
+                    return c
+                c.close()
+            except pymysql.MySQLError:
+                continue
+        return None
+
+    def run(self) -> None:
+        conn = None
+        seq = 0
+        while not self.stop_event.is_set():
+            if conn is None:
+                conn = self._connect()
+                if conn is None:
+                    time.sleep(0.002)
+                    continue
+            seq += 1
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {self.table} (n) VALUES (%s)", (seq,))
+                    new_id = cur.lastrowid
+                conn.commit()
+                self.acked.append(int(new_id))
+            except pymysql.MySQLError:
+                self.errors += 1
+                try:
+                    conn.close()
+                except pymysql.MySQLError:
+                    pass
+                conn = None
+            time.sleep(0.001)
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+
+@dataclass(eq=False)
+class ReadOnlyWatcher(threading.Thread):
+    """Samples @@read_only on every node (root sockets) as fast as it can; records the
+    largest number of writable servers seen in one sample."""
+
+    lab: RunningLab
+    max_writable: int = 0
+    samples: int = 0
+    bad: list[dict[str, int]] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+
+    def run(self) -> None:
+        conns = {n: self.lab.root(n) for n in names(self.lab)}
+        try:
+            while not self.stop_event.is_set():
+                sample = {}
+                for n, c in conns.items():
+                    with c.cursor() as cur:
+                        cur.execute("SELECT @@read_only")
+                        row = cur.fetchone()
+                        sample[n] = int(row[0]) if row else 1
+                writable = sum(1 for v in sample.values() if v == 0)
+                self.max_writable = max(self.max_writable, writable)
+                if writable > 1:
+                    self.bad.append(sample)
+                self.samples += 1
+        finally:
+            for c in conns.values():
+                c.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+
+def create_writes_table(lab: RunningLab, primary: str = "db1") -> None:
+    lab.query(primary, "CREATE TABLE IF NOT EXISTS app.writes (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                       "n BIGINT NOT NULL, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
+
+
+def present_ids(lab: RunningLab, node: str, table: str = "app.writes") -> set[int]:
+    return {int(r[0]) for r in lab.query(node, f"SELECT id FROM {table}")}

@@ -1,0 +1,129 @@
+"""Role swaps on the real lab: writes keep flowing, nothing is lost, one writable server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from intermission.controller import Controller
+from roleswap.coord.endpoint import current_primary
+from tests.conftest import RunningLab
+from tests.integration.swaphelp import (
+    ReadOnlyWatcher,
+    Writer,
+    assert_same_data,
+    create_writes_table,
+    present_ids,
+    roleswap,
+    snapshot,
+    swap,
+    wait_healthy,
+)
+
+
+def test_swap_there_and_back_under_writes(module_lab: RunningLab) -> None:
+    lab = module_lab
+    create_writes_table(lab)
+    watcher = ReadOnlyWatcher(lab)
+    writer = Writer(lab)
+    watcher.start()
+    writer.start()
+    results = []
+    try:
+        time.sleep(0.3)
+        for source, target in (("db1", "db2"), ("db2", "db1"), ("db1", "db3"), ("db3", "db1")):
+            before = len(writer.acked)
+            code, out = swap(lab, source, target)
+            assert code == 0, out
+            results.append(out)
+            assert out["ok"] and out["from"] == source and out["to"] == target
+            snap = wait_healthy(lab, target)
+            assert snap[source]["source"] == target  # old primary demoted under the new one
+            # writes resume on the new primary
+            deadline = time.monotonic() + 5
+            while len(writer.acked) < before + 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(writer.acked) >= before + 20
+    finally:
+        writer.stop()
+        watcher.stop()
+    assert watcher.samples > 100
+    assert watcher.max_writable == 1, watcher.bad[:5]
+    assert len(writer.acked) > 100
+    assert_same_data(lab)
+    for node in ("db1", "db2", "db3"):
+        missing = set(writer.acked) - present_ids(lab, node)
+        assert not missing, f"{len(missing)} acknowledged writes missing on {node}"
+    for out in results:
+        names = [s["name"] for s in out["steps"]]
+        assert names[:3] == ["lock", "pre-sync", "pause"] and names[-1] == "unlock"
+        assert all(s["status"] == "done" for s in out["steps"])
+        assert 0 < out["write_block_ms"] <= out["pause_ms"] < 5000
+        assert out["rolled_back"] is False
+
+
+def test_json_and_human_output_hide_secrets(module_lab: RunningLab) -> None:
+    lab = module_lab
+    secrets = [lab.config.mysql.password.reveal(), lab.config.replication.password.reveal()]
+    human = roleswap(lab, "--from", "db1", "--to", "db2", "--yes")
+    assert human.returncode == 0, human.stderr
+    assert "done: db2 is the primary" in human.stdout
+    assert "pause" in human.stdout and "writes blocked" in human.stdout
+    js = roleswap(lab, "--from", "db2", "--to", "db1", "--yes", "--json")
+    assert js.returncode == 0, js.stderr
+    data = json.loads(js.stdout)
+    assert {"ok", "from", "to", "steps", "pause_ms", "write_block_ms", "rolled_back"} <= set(data)
+    for s in secrets:
+        assert s not in human.stdout + human.stderr + js.stdout + js.stderr
+    wait_healthy(lab, "db1")
+
+
+def test_endpoint_published_and_resume_payload(module_lab: RunningLab) -> None:
+    lab = module_lab
+    assert lab.config.redis_url is not None
+    client = redis.Redis.from_url(lab.config.redis_url.reveal())
+    code, out = swap(lab, "db1", "db2")
+    assert code == 0, out
+    pub = current_primary(client, lab.config.cluster)
+    assert pub is not None and pub["name"] == "db2"
+    assert pub["port"] == lab.config.servers["db2"].port
+    status = Controller(client, lab.config.scope).status()
+    assert not status.paused
+    assert status.last_resume is not None
+    assert status.last_resume.payload is not None
+    assert status.last_resume.payload["primary"]["name"] == "db2"
+    code, out = swap(lab, "db2", "db1")
+    assert code == 0, out
+    assert current_primary(client, lab.config.cluster)["name"] == "db1"  # type: ignore[index]
+    wait_healthy(lab, "db1")
+
+
+def test_dry_run_and_check_change_nothing(module_lab: RunningLab) -> None:
+    lab = module_lab
+    before = snapshot(lab)
+    dry = roleswap(lab, "--from", "db1", "--to", "db2", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "plan" in dry.stdout and "dry run: nothing changed" in dry.stdout
+    for step in ("lock", "pre-sync", "pause", "fence", "catch-up", "promote", "publish", "resume",
+                 "demote", "repoint", "verify", "unlock"):
+        assert f" {step} " in dry.stdout, step
+    check = roleswap(lab, "--from", "db1", "--to", "db2", "--check", "--json")
+    assert check.returncode == 0
+    assert json.loads(check.stdout)["ok"] is True
+    assert snapshot(lab) == before
+
+
+def test_without_yes_asks_and_no_means_nothing_changes(module_lab: RunningLab) -> None:
+    import subprocess
+
+    from tests.integration.swaphelp import ROLESWAP
+
+    lab = module_lab
+    before = snapshot(lab)
+    res = subprocess.run([*ROLESWAP, "-c", str(lab.config_path), "--from", "db1", "--to", "db2"],
+                         input="n\n", capture_output=True, text=True, timeout=60, check=False)
+    assert "Swap roles: promote db2, demote db1?" in res.stdout
+    assert res.returncode == 1
+    assert snapshot(lab) == before
