@@ -76,7 +76,7 @@ def _recover(ctx: SwapContext, record: dict[str, Any], *, yes: bool, as_json: bo
     if passed:
         start = p + 1 if plan[p].name in ever_done else p
         todo = [s for s in plan[start:] if status.get(s.name) != "done"]
-        result = execute(ctx, todo, show)
+        result = execute(ctx, todo, show, passed_ponr=True)
     else:
         result = SwapResult(ctx.swap_id, ctx.source, ctx.target)
         err = rollback(ctx, started, result, show,

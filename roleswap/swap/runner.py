@@ -78,12 +78,16 @@ class SwapResult:
 Printer = Callable[[StepResult], None]
 
 
-def execute(ctx: SwapContext, plan: list[Step], show: Printer) -> SwapResult:
-    """Run ``plan`` (journal already begun).  Never raises: the outcome is in the result."""
+def execute(ctx: SwapContext, plan: list[Step], show: Printer,
+            passed_ponr: bool = False) -> SwapResult:
+    """Run ``plan`` (journal already begun).  Never raises: the outcome is in the result.
+
+    ``passed_ponr``: the point of no return is already behind us (recover finishing a
+    swap), so a failure must never roll back.
+    """
     res = SwapResult(ctx.swap_id, ctx.source, ctx.target)
     res.marks["start"] = time.perf_counter()
     done: list[Step] = []
-    passed_ponr = False
     for step in plan:
         ctx.journal.step(step.name, "running")
         t0 = time.perf_counter()
