@@ -2,7 +2,10 @@
 
 Kept in Redis (so another host can recover) and mirrored to a local file (so a
 Redis outage does not lose it).  Each write bumps ``seq``; :meth:`Journal.load`
-returns whichever copy is newer.  The record is plain JSON:
+returns whichever copy is newer.  The file is append-only JSON lines, one full
+record per write (an append costs ~20 µs where rewrite-and-rename cost ~0.4 ms,
+which matters inside the pause window); the last complete line wins, so a torn
+final line after a crash is simply ignored.  The record is plain JSON:
 
     {"swap_id", "cluster", "from", "to", "mode", "phase", "seq", "started_at",
      "host", "pid", "plan": [names], "steps": [{"name", "status", "ms", "error"}],
@@ -21,7 +24,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -34,9 +37,10 @@ class Journal:
     def __init__(self, client: redis.Redis | None, cluster: str, directory: Path) -> None:
         self.client = client
         self.cluster = cluster
-        self.path = directory / f"roleswap-{cluster}.journal.json"
+        self.path = directory / f"roleswap-{cluster}.journal.jsonl"
         self.record: dict[str, Any] = {}
         self.redis_error: str | None = None
+        self._file: IO[str] | None = None
 
     # -- writing ------------------------------------------------------------------
     def begin(self, swap_id: str, source: str, target: str, mode: str, plan: list[str],
@@ -48,11 +52,13 @@ class Journal:
             # facts gathered by preflight (mode, siblings) are kept
             "state": dict(self.record.get("state", {})), "options": options,
         }
+        self._open(truncate=True)
         self._write()
 
     def adopt(self, record: dict[str, Any]) -> None:
         """Continue an existing journal (recovery)."""
         self.record = record
+        self._open(truncate=False)
 
     def step(self, name: str, status: str, ms: float | None = None, error: str | None = None) -> None:
         entry = {"name": name, "status": status, "at": time.time()}
@@ -83,17 +89,26 @@ class Journal:
             out[entry["name"]] = entry["status"]
         return out
 
+    def _open(self, truncate: bool) -> IO[str]:
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self._file = os.fdopen(os.open(self.path, flags, 0o600), "a")
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def _write(self) -> None:
         self.record["seq"] = int(self.record.get("seq", 0)) + 1
         data = json.dumps(self.record, default=str)
-        # The file first: it cannot be unreachable.  Atomic replace, so a crash
-        # mid-write leaves the previous version, never a torn one.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        tmp.replace(self.path)
+        # The file first: it cannot be unreachable.  flush() hands it to the kernel,
+        # which is what survives a SIGKILL of this process.
+        f = self._file or self._open(truncate=False)
+        f.write(data + "\n")
+        f.flush()
         if self.client is not None:
             try:
                 self.client.set(journal_key(self.cluster), data)
@@ -112,8 +127,13 @@ class Journal:
                     candidates.append(json.loads(raw))
             except (redis.RedisError, ValueError):
                 pass
-        with contextlib.suppress(OSError, ValueError):
-            candidates.append(json.loads(self.path.read_text()))
+        with contextlib.suppress(OSError):
+            for line in reversed(self.path.read_text().splitlines()):
+                try:
+                    candidates.append(json.loads(line))
+                    break
+                except ValueError:
+                    continue  # a torn last line from a crash mid-write
         candidates = [c for c in candidates if isinstance(c, dict) and c.get("swap_id")]
         if not candidates:
             return None

@@ -115,6 +115,7 @@ class SwapContext:
             with contextlib.suppress(Exception):  # closing a dead connection is not an error
                 c.close()
         self._conns.clear()
+        self.journal.close()
         if self.switch is not None:
             self.switch.close()
 
