@@ -9,6 +9,7 @@ exit-code table); tracebacks are for bugs only.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -210,4 +211,20 @@ def lab_status_cmd(directory: str, as_json: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="roleswap")
+    try:
+        cli(prog_name="roleswap", standalone_mode=True)
+    except Exception as e:
+        # A bug or an unexpected library error: no traceback (it could carry values from
+        # the config) unless asked for; exit 1, which no documented outcome uses.
+        if os.environ.get("ROLESWAP_DEBUG"):
+            raise
+        click.secho(f"internal error: {type(e).__name__}: {mask_text(str(e))}", fg="red", err=True)
+        click.echo("  fix: re-run with ROLESWAP_DEBUG=1 for the traceback and report it", err=True)
+        sys.exit(1)
+
+
+def mask_text(text: str) -> str:
+    """Hide anything that looks like a URL password."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)

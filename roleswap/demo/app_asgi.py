@@ -52,8 +52,11 @@ def create_starlette(state: DemoState) -> Starlette:
             row = await run_in_threadpool(state.db.read, row_id)
         except WriteFailed as e:
             return respond(request, {"error": e.reason}, 503, start)
+        if row is None and row_id is None:  # an empty table is not an error
+            return respond(request, {"id": None, "server": state.db.primary.name}, 200, start)
         if row is None:
-            return respond(request, {"error": "not found", "id": row_id}, 404, start)
+            missing = {"error": "not found", "id": row_id, "server": state.db.primary.name}
+            return respond(request, missing, 404, start)
         return respond(request, row, 200, start)
 
     async def health(request: Request) -> JSONResponse:

@@ -11,6 +11,7 @@ or 503 if the write was refused / the connection lost (never acknowledged).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, jsonify, request
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 def create_flask(state: DemoState) -> Flask:
     flask_app = Flask("roleswap.demo")
 
-    def respond(body: dict[str, object], status: int, start: float) -> Response:
+    def respond(body: Mapping[str, object], status: int, start: float) -> Response:
         resp = jsonify(body)
         resp.status_code = status
         resp.headers["X-Demo-Pid"] = str(state.pid)
@@ -56,8 +57,11 @@ def create_flask(state: DemoState) -> Flask:
             row = state.db.read(row_id)
         except WriteFailed as e:
             return respond({"error": e.reason}, 503, start)
+        if row is None and row_id is None:  # an empty table is not an error
+            return respond({"id": None, "server": state.db.primary.name}, 200, start)
         if row is None:
-            return respond({"error": "not found", "id": row_id}, 404, start)
+            missing = {"error": "not found", "id": row_id, "server": state.db.primary.name}
+            return respond(missing, 404, start)
         return respond(row, 200, start)
 
     @flask_app.get("/health")

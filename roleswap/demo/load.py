@@ -34,11 +34,12 @@ class Rec:
     end: float
     status: int  # HTTP status; 0 = no response (transport error)
     error: str = ""
-    row_id: int | None = None  # write: the acknowledged id
+    row_id: int | None = None  # write: the acknowledged id; read: the id asked for
     key: str = ""
     server: str = ""  # which primary served it
     held_ms: float | None = None  # the app says the request was held this long
     served_paused: bool = False
+    pid: int = 0  # the app process that answered
 
     @property
     def latency_ms(self) -> float:
@@ -179,7 +180,7 @@ class LoadGenerator:
     def _worker(self, i: int) -> None:
         cfg = self.cfg
         interval = cfg.concurrency / cfg.rate
-        rng = random.Random(i)
+        rng = random.Random(i)  # noqa: S311 - picks the request mix, not secrets
         deadline = self.started_at + cfg.max_seconds
         next_at = self.started_at + interval * i / cfg.concurrency
         with httpx.Client(base_url=cfg.base_url, timeout=cfg.timeout, trust_env=False,
@@ -219,10 +220,11 @@ class LoadGenerator:
         except httpx.HTTPError as e:
             return Rec(kind, start, time.monotonic(), 0, type(e).__name__, key=key)
         end = time.monotonic()
-        rec = Rec(kind, start, end, resp.status_code, key=key)
+        rec = Rec(kind, start, end, resp.status_code, key=key, row_id=target)
         held = resp.headers.get("X-Demo-Held-Ms")
         rec.held_ms = float(held) if held else None
         rec.served_paused = resp.headers.get("X-Demo-Served-Paused") == "1"
+        rec.pid = int(resp.headers.get("X-Demo-Pid") or 0)
         try:
             body = resp.json()
         except ValueError:

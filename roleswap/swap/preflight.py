@@ -207,19 +207,32 @@ def _activity(ctx: SwapContext, s: Server) -> list[Check]:
 
 def _coordination(ctx: SwapContext) -> list[Check]:
     out = []
-    if ctx.redis is None:
-        if ctx.opts.pause:
-            out.append(Check.fail("redis", "no [redis] url configured",
-                                  "add [redis] url, or pass --no-pause"))
+    problem = "no [redis] url configured" if ctx.redis is None else ""
+    if ctx.redis is not None:
+        try:
+            ctx.redis.ping()
+        except redis.RedisError as e:
+            problem = f"Redis unreachable ({type(e).__name__})"
+    if problem and ctx.opts.pause:
+        out.append(Check.fail("redis", problem, "start or fix Redis (or add [redis] url), "
+                              "or pass --no-pause to swap without holding traffic"))
+    elif problem:
+        # --no-pause: a swap must still be possible while Redis is down.  Without it
+        # there is no cluster lock and the journal lives only in the local file.
+        out.append(Check.warn("redis", f"{problem}: no cluster lock; journal only in "
+                              f"{ctx.journal.path}",
+                              "make sure no other roleswap runs against this cluster"))
+        ctx.redis = None
+        ctx.journal.client = None
+    else:
+        out.append(Check.ok("redis", "reachable"))
+    pending = ctx.journal.interrupted()
+    if pending:
+        out.append(Check.fail("journal", f"swap {pending['swap_id']} ({pending['from']}->"
+                              f"{pending['to']}) was interrupted",
+                              "run `roleswap recover` first"))
+    if ctx.redis is None or problem:
         return out
-    try:
-        ctx.redis.ping()
-    except redis.RedisError as e:
-        out.append(Check.fail("redis", f"Redis unreachable ({type(e).__name__})",
-                              "start or fix Redis, or pass --no-pause" if ctx.opts.pause
-                              else "start or fix Redis (the cluster lock lives there)"))
-        return out
-    out.append(Check.ok("redis", "reachable"))
     holder = ClusterLock(ctx.redis, ctx.config.cluster, 1).holder()
     if holder:
         out.append(Check.fail("lock", f"another swap holds the cluster lock ({holder.get('swap_id')} "
@@ -227,11 +240,6 @@ def _coordination(ctx: SwapContext) -> list[Check]:
                               "wait for it to finish (it expires by itself), or run `roleswap recover`"))
     else:
         out.append(Check.ok("lock", "cluster lock is free"))
-    pending = ctx.journal.interrupted()
-    if pending:
-        out.append(Check.fail("journal", f"swap {pending['swap_id']} ({pending['from']}->"
-                              f"{pending['to']}) was interrupted",
-                              "run `roleswap recover` first"))
     if ctx.opts.pause:
         from intermission.controller import Controller
 

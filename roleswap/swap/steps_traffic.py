@@ -14,7 +14,10 @@ from roleswap.swap.context import SwapContext
 from roleswap.swap.step import Step
 
 
-def cluster_lock(ctx: SwapContext) -> ClusterLock:
+def cluster_lock(ctx: SwapContext) -> ClusterLock | None:
+    """The cluster lock, or None when swapping without Redis (--no-pause, Redis down)."""
+    if ctx.redis is None and not ctx.opts.pause:
+        return None
     if ctx.redis is None:
         raise StepError("no [redis] url in the config: the cluster lock needs Redis",
                         remedy="add [redis] url = \"redis://...\" to the config")
@@ -40,6 +43,8 @@ class Lock(Step):
 
     def apply(self, ctx: SwapContext) -> str:
         lock = cluster_lock(ctx)
+        if lock is None:
+            return "skipped: no Redis (--no-pause)"
         if lock.token and lock.refresh():
             return "already held"
         if not lock.acquire(ctx.swap_id):
@@ -51,7 +56,10 @@ class Lock(Step):
         return "acquired"
 
     def undo(self, ctx: SwapContext) -> str:
-        cluster_lock(ctx).release()
+        lock = cluster_lock(ctx)
+        if lock is None:
+            return "no lock was taken"
+        lock.release()
         return "released"
 
 
@@ -63,7 +71,10 @@ class Unlock(Lock):
         return "release the cluster lock"
 
     def apply(self, ctx: SwapContext) -> str:
-        return "released" if cluster_lock(ctx).release() else "was not held (expired?)"
+        lock = cluster_lock(ctx)
+        if lock is None:
+            return "skipped: no Redis (--no-pause)"
+        return "released" if lock.release() else "was not held (expired?)"
 
     def undo(self, ctx: SwapContext) -> str:
         return "nothing to undo"

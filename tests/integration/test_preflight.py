@@ -127,6 +127,17 @@ def test_redis_unreachable(lab: RunningLab, tmp_path: Path) -> None:
     cfg.write_text(text)
     data = refused(lab, "--from", "db1", "--to", "db2", config=str(cfg))
     assert "unreachable" in failed_checks(data)["redis"]
+    # the endpoint switch needs Redis too
+    refused(lab, "--from", "db1", "--to", "db2", "--no-pause", config=str(cfg))
+    # ...but with --no-pause and no Redis-based switch, a swap still works (warned: no lock)
+    for source, target in (("db1", "db2"), ("db2", "db1")):
+        res = roleswap(str(cfg), "--from", source, "--to", target, "--no-pause", "--switch", "none",
+                       "--yes", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        out = json.loads(res.stdout)
+        warn = {c["name"]: c for c in out["checks"]}["redis"]
+        assert warn["status"] == "warn" and "no cluster lock" in warn["message"]
+        wait_healthy(lab, target)
 
 
 def test_cluster_lock_held(lab: RunningLab) -> None:
@@ -152,7 +163,7 @@ def test_control_account_lacks_privileges(lab: RunningLab, tmp_path: Path) -> No
         conn.close()
     text = lab.config_path.read_text()
     head, rest = text.split("[mysql]", 1)
-    body, tail = rest.split("\n\n", 1)
+    _body, tail = rest.split("\n\n", 1)
     cfg = tmp_path / "weak.toml"
     cfg.write_text(head + '[mysql]\nuser = "weak"\npassword = "weakpw"\n\n' + tail)
     try:
