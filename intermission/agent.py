@@ -46,6 +46,7 @@ log = logging.getLogger("intermission")
 _AGENTS: weakref.WeakSet[Agent] = weakref.WeakSet()
 WARN_EVERY = 30.0
 MIN_BEAT_GAP = 0.005
+ENDED_GRACE = 0.25
 
 
 class Agent:
@@ -168,6 +169,8 @@ class Agent:
                             self._on_event(msg["data"])
                         msg = pubsub.get_message(timeout=0.0)
             except (redis.RedisError, OSError) as exc:
+                if stop.is_set():
+                    break  # stopped while waiting on Redis: nothing to report
                 self._unreachable(exc)
             finally:
                 if pubsub is not None:
@@ -191,6 +194,8 @@ class Agent:
             self._apply_absent(None)
             return
         if state.lease is not None and state.ttl_remaining:
+            if state.lease.token in self._ended and state.ttl_remaining < ENDED_GRACE:
+                return  # we just released it at its expiry; Redis is a few ms behind
             deadline = time.monotonic() + state.ttl_remaining
             self.gate.apply_pause(state.lease.token, deadline)
         else:

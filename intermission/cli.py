@@ -89,9 +89,11 @@ def cli(ctx: click.Context, url: str) -> None:
 @_errors
 def pause(ctx: click.Context, scope: str, ttl: float, reason: str, owner: str | None,
           token: str | None, wait_drain: float | None, as_json: bool) -> None:
-    """Start a pause.  A CLI pause is NOT renewed after the command exits: it keeps its
-    TTL and ends by itself at expiry unless resumed first (use the Python Controller
-    for a renewed pause)."""
+    """Start a pause that ends by itself after --ttl (NOT renewed by the CLI).
+
+    A CLI pause is not renewed after the command exits: it keeps its TTL and ends by
+    itself at expiry unless resumed first (use the Python Controller for a renewed
+    pause).  Held requests wait at most the middleware's max_hold, then get a 503."""
     ctl = _controller(ctx, scope)
     handle = ctl.pause(reason, ttl, owner=owner, token=token, auto_renew=False)
     lease = handle.lease

@@ -8,6 +8,7 @@ import redis
 
 from intermission.controller import Controller, DrainReport
 from intermission.errors import IntermissionError
+from intermission.store import ResumeOutcome
 from roleswap.coord.lock import ClusterLock
 from roleswap.errors import StepError
 from roleswap.swap.context import SwapContext
@@ -140,9 +141,9 @@ def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
     handle = ctx.pause_handle
     try:
         if handle is not None:
-            handle.resume(payload=payload)
+            outcome = handle.resume(payload=payload)
         elif ctx.state.get("pause_token"):
-            controller(ctx).resume(token=ctx.state["pause_token"], payload=payload)
+            outcome = controller(ctx).resume(token=ctx.state["pause_token"], payload=payload)
         else:
             return "nothing paused"
     except (redis.RedisError, IntermissionError) as e:
@@ -151,7 +152,17 @@ def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
                                f"(lease TTL); or run `intermission resume --scope {ctx.config.scope}`"
                         ) from None
     ctx.pause_handle = None
-    return "resumed"
+    if outcome is ResumeOutcome.RESUMED:
+        return "resumed"
+    if outcome is ResumeOutcome.ALREADY_RESUMED:
+        return "was already resumed"
+    # The lease ended on its own (expired) or another pause replaced it: apps already
+    # released their requests without this payload.
+    if payload is not None:
+        ctx.notes.append(f"the pause had already ended ({outcome.value}) before resume: apps "
+                         "did not get the new primary in the resume payload; they must read "
+                         "the published endpoint")
+    return f"not resumed by us: {outcome.value}"
 
 
 def _summary(report: DrainReport) -> str:

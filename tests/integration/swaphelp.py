@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -150,10 +151,8 @@ class Writer(threading.Thread):
                 self.acked.append(int(new_id))
             except pymysql.MySQLError:
                 self.errors += 1
-                try:
+                with contextlib.suppress(pymysql.MySQLError):
                     conn.close()
-                except pymysql.MySQLError:
-                    pass
                 conn = None
             time.sleep(0.001)
         if conn is not None:

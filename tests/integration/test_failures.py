@@ -64,7 +64,7 @@ def assert_untouched(lab: RunningLab, before: dict[str, object]) -> None:
     assert pub is None or pub["name"] == "db1"
 
 
-@pytest.mark.parametrize("step", BEFORE_PONR + ["resume"])
+@pytest.mark.parametrize("step", [*BEFORE_PONR, "resume"])
 def test_failure_before_ponr_rolls_back(lab: RunningLab, step: str) -> None:
     before = snapshot(lab)
     code, out = swap(lab, "db1", "db2", "--pause-ttl", PAUSE_TTL,
@@ -146,7 +146,7 @@ def test_recover_with_nothing_to_do(lab: RunningLab) -> None:
 
 
 def test_a_swap_is_refused_while_one_is_interrupted(lab: RunningLab) -> None:
-    code, out = swap(lab, "db1", "db2", env={"ROLESWAP_FAIL_AT": "demote"})
+    code, _out = swap(lab, "db1", "db2", env={"ROLESWAP_FAIL_AT": "demote"})
     assert code == 5
     res = roleswap(lab, "--from", "db2", "--to", "db1", "--yes", "--json")
     assert res.returncode == 3

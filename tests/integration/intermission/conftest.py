@@ -3,6 +3,7 @@ started as subprocesses on free loopback ports, stopped by PID (process group)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -60,10 +61,8 @@ class AppServer:
                 except subprocess.TimeoutExpired:
                     continue
         # workers left behind by a killed master (same process group)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def start_server(
@@ -76,6 +75,7 @@ def start_server(
     worker_class: str = "gthread",
     threads: int = 16,
     env: dict[str, str] | None = None,
+    preload: bool = False,
     timeout: float = 20.0,
 ) -> AppServer:
     """Start gunicorn (kind="wsgi") or uvicorn (kind="asgi") and wait for /health."""
@@ -86,7 +86,7 @@ def start_server(
         argv = [sys.executable, "-m", "gunicorn", "--chdir", str(APPS), "-c", "gunicorn_conf.py",
                 "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
                 "--threads", str(threads), "--graceful-timeout", "1", "--timeout", "30",
-                "wsgi_app:app"]
+                *(["--preload"] if preload else []), "wsgi_app:app"]
     else:
         argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(APPS), "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--workers", str(workers),

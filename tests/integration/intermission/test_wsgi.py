@@ -146,3 +146,19 @@ def test_sync_workers_all_acknowledge_and_release(
         pause.resume()
     assert [f.result(timeout=5)[0].status_code for f in futures] == [200] * 4
     assert "Traceback" not in srv.log_text()
+
+
+def test_gunicorn_preload_is_fork_safe(servers: object, redis_server: RedisServer,
+                                       client: Client) -> None:
+    srv: AppServer = servers("wsgi", redis_server.url, workers=2,  # type: ignore[operator]
+                             worker_class="sync", preload=True)
+    ctl = Controller(redis_server.url, srv.scope)
+    assert wait_processes(ctl, 2), ctl.status()
+    pids = {p.pid for p in ctl.status().processes}
+    assert srv.proc.pid not in pids  # the master (where the app was imported) is not one
+    with ctl.pause("preload", ttl=10) as pause:
+        assert pause.wait_drained(3).drained
+        fut = client.fire(f"{srv.base}/")
+        time.sleep(0.3)
+        assert not fut.done()
+    assert fut.result(timeout=5)[0].status_code == 200

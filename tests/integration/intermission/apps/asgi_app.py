@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 
+import common
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from intermission.asgi import IntermissionMiddleware
-import common
 
 
 async def index(request: Request) -> JSONResponse:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+import common
 from flask import Flask, jsonify, request
 
 from intermission.wsgi import IntermissionMiddleware
-import common
 
 app = Flask(__name__)
 
