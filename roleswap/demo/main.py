@@ -79,10 +79,10 @@ def report(res: ScenarioResult, workers: int, seconds: float) -> list[str]:
         if not r.ok:
             out.append(f"  swap {r.source}->{r.target}   FAILED: {(r.error or '?').splitlines()[0]}")
             continue
-        held = res.held_during(r)
-        answered = "all answered after the resume" if all(h.ok for h in held) else "NOT all answered"
+        held_recs = res.held_during(r)
+        answered = "all answered after the resume" if all(h.ok for h in held_recs) else "NOT all answered"
         out.append(f"  swap {r.source}->{r.target}   pause window {r.pause_ms or 0:.1f} ms, "
-                   f"{len(held)} request(s) held, {answered}")
+                   f"{len(held_recs)} request(s) held, {answered}")
     primary = c.primary or "?"
     present = c.acked - len(c.lost.get(primary, []))
     out.append(f"  writes         {c.acked} acknowledged, {present} present on {primary} (the primary now), "

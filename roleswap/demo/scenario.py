@@ -102,14 +102,19 @@ class ScenarioResult:
 
 
 Progress = Callable[[str, Summary | SwapRun], None]
+Swapper = Callable[[str, str], SwapRun]  # (source, target) -> what happened
 
 
 def run_scenario(
     config_path: Path | str, base_url: str, *, swaps: int, rate: float = 250.0, write_ratio: float = 0.5,
     concurrency: int = 16, pause: bool = True, warmup: float = 1.0, gap: float = 0.5, settle: float = 1.0,
     partner: str | None = None, progress: Progress | None = None, progress_every: float = 0.5,
+    swapper: Swapper | None = None,
 ) -> ScenarioResult:
-    """``swaps`` swaps alternating between the current primary and ``partner`` under load."""
+    """``swaps`` swaps alternating between the current primary and ``partner`` under load.
+
+    By default each swap is ``roleswap --json`` (with ``--no-pause`` if not ``pause``);
+    ``swapper`` replaces it (the bench's 2012-sequence baseline)."""
     cfg = load_config(config_path)
     a = current_primary_name(config_path)
     b = partner or next(n for n in sorted(cfg.servers) if n != a)
@@ -133,7 +138,7 @@ def run_scenario(
         time.sleep(warmup)
         for i in range(swaps):
             src, dst = (a, b) if i % 2 == 0 else (b, a)
-            run = run_swap(config_path, src, dst, pause=pause)
+            run = swapper(src, dst) if swapper else run_swap(config_path, src, dst, pause=pause)
             runs.append(run)
             if progress is not None:
                 progress("swap", run)

@@ -277,23 +277,41 @@ class Verify(Step):
             if not m.wait(ctx, name, pos, ctx.opts.catchup_timeout):
                 raise StepError(f"{name} did not catch up with {ctx.target}",
                                 remedy=f"check replication on {name} (`roleswap status`)")
-        topo = ctx.topology()
-        writable = [s.name for s in topo.writable()]
-        if writable != [ctx.target]:
-            raise StepError(f"writable servers are {writable}, expected only {ctx.target}",
-                            remedy="set read_only=1 on every server except the new primary")
-        problems = []
-        for name in replicas:
-            s = topo.by_name(name)
-            r = s.replica
-            src = topo.source_of(name)
-            if r is None or src != ctx.target or not (r.io_running and r.sql_running):
-                problems.append(f"{name} (source {src}, "
-                                f"threads {'ok' if r and r.io_running and r.sql_running else 'stopped'})")
-        if problems:
-            raise StepError("replication is not healthy on " + "; ".join(problems),
-                            remedy="see `roleswap status`; run `roleswap recover` to retry")
+        # Right after START SLAVE the IO thread is "Preparing"/"Connecting" for a few ms
+        # while the GTID wait above can already succeed: re-read until the threads are
+        # up, failing at once only on a definite error.
+        deadline = time.monotonic() + ctx.opts.catchup_timeout
+        while True:
+            topo = ctx.topology()
+            writable = [s.name for s in topo.writable()]
+            if writable != [ctx.target]:
+                raise StepError(f"writable servers are {writable}, expected only {ctx.target}",
+                                remedy="set read_only=1 on every server except the new primary")
+            problems, transient = _replica_problems(ctx, topo, replicas)
+            if not problems:
+                break
+            if not transient or time.monotonic() > deadline:
+                raise StepError("replication is not healthy on " + "; ".join(problems),
+                                remedy="see `roleswap status`; run `roleswap recover` to retry")
+            time.sleep(0.01)
         return f"{len(replicas)} replica(s) at {_fmt(pos)}"
+
+
+def _replica_problems(ctx: SwapContext, topo: Any, replicas: list[str]) -> tuple[list[str], bool]:
+    """(what is wrong, whether all of it may still resolve by itself)."""
+    problems: list[str] = []
+    transient = True
+    for name in replicas:
+        r = topo.by_name(name).replica
+        src = topo.source_of(name)
+        if r is not None and src == ctx.target and r.running:
+            continue
+        state = "not a replica" if r is None else (r.error or f"IO {r.io_state}, SQL "
+                                                   f"{'running' if r.sql_running else 'stopped'}")
+        problems.append(f"{name} (source {src}, {state})")
+        if r is None or r.error or not r.sql_running or r.io_state == "No":
+            transient = False
+    return problems, transient
 
 
 def _fmt(pos: dict[str, Any]) -> str:

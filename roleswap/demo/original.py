@@ -1,0 +1,120 @@
+"""The 2012 mysql_role_swap sequence, re-implemented as a benchmark baseline.
+
+Order and fixed waits as in basecamp/mysql_role_swap (see the peers notes):
+
+1. pause traffic, then sleep 1 s (the original touched a file the app polled);
+2. (remove the VIP from the primary: here the endpoint is republished in step 6);
+3. ``SET GLOBAL read_only=1`` on the primary;
+4. binlog position unchanged across a 3 s sleep (else abort);
+5. (print an emergency CHANGE MASTER);
+6. promote the replica: ``STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0``, and
+   publish it (the original added the VIP and sent gratuitous ARPs);
+7. unpause, then sleep 1 s;
+8. ``CHANGE MASTER`` on the old primary to the new one, start it, wait until caught up.
+
+Deviations, none inside the pause window: the old primary is repointed by GTID with
+``MASTER_DEMOTE_TO_SLAVE=1`` rather than at recorded file/position coordinates (the
+lab replicates by GTID), and the third server, which the original did not know
+about, is repointed too so the lab stays consistent for later runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from pymysql.connections import Connection
+
+from intermission.controller import Controller
+from roleswap.config import Config
+from roleswap.coord import endpoint
+from roleswap.mysql.conn import connect, query
+from roleswap.mysql.dialect import dialect_for
+
+
+@dataclass
+class OriginalRun:
+    source: str
+    target: str
+    ok: bool
+    pause_ms: float  # pause sent -> resume acknowledged
+    write_block_ms: float  # read_only on the old primary -> the new primary writable
+    total_ms: float
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.source, "to": self.target, "ok": self.ok, "pause_ms": round(self.pause_ms, 1),
+                "write_block_ms": round(self.write_block_ms, 1), "total_ms": round(self.total_ms, 1),
+                "error": self.error}
+
+
+def original_swap(cfg: Config, source: str, target: str, *, pause_sleep: float = 1.0,
+                  binlog_wait: float = 3.0, unpause_sleep: float = 1.0) -> OriginalRun:
+    if cfg.redis_url is None:
+        raise ValueError("the original sequence needs [redis] url (pause + endpoint)")
+    client = redis.Redis.from_url(cfg.redis_url.reveal(), socket_timeout=2.0)
+    ctrl = Controller(client, cfg.scope)
+    conns: dict[str, Connection[Any]] = {
+        n: connect(cfg.server(n), cfg.mysql, timeout=cfg.connect_timeout, tls=cfg.tls, read_timeout=60)
+        for n in cfg.servers
+    }
+    t = {"start": time.perf_counter()}
+    swap_id = uuid.uuid4().hex[:12]
+    handle = None
+    try:
+        ver = str(query(conns[target], "SELECT VERSION() AS v")[0]["v"])
+        d = dialect_for(ver)
+        handle = ctrl.pause(reason=f"original sequence {source}->{target}", ttl=60, owner="bench:original")
+        t["pause"] = time.perf_counter()
+        time.sleep(pause_sleep)
+        query(conns[source], "SET GLOBAL read_only=1")
+        t["fence"] = time.perf_counter()
+        before = query(conns[source], "SHOW MASTER STATUS")
+        time.sleep(binlog_wait)
+        after = query(conns[source], "SHOW MASTER STATUS")
+        if before != after:
+            query(conns[source], "SET GLOBAL read_only=0")
+            raise RuntimeError(f"{source}'s binlog moved during the {binlog_wait:g}s check; aborted")
+        for sql, params in d.reset_replication() + d.unfence():
+            query(conns[target], sql, params)
+        t["promoted"] = time.perf_counter()
+        s = cfg.server(target)
+        endpoint.publish(client, cfg.cluster, s.name, s.host, s.port, swap_id)
+        handle.resume(payload={"primary": {"name": s.name, "host": s.host, "port": s.port},
+                               "swap_id": swap_id})
+        handle = None
+        t["resume"] = time.perf_counter()
+        time.sleep(unpause_sleep)
+        repl = cfg.replication
+        for name in cfg.servers:
+            if name == target:
+                continue
+            stmts = d.stop_replication()
+            stmts += (d.demote_to_replica if name == source else d.point_to_source_gtid)(
+                s.host, s.port, repl.user, repl.password.reveal())
+            stmts += d.start_replication()
+            for sql, params in stmts:
+                query(conns[name], sql, params)
+        pos = str(query(conns[target], "SELECT @@GLOBAL.gtid_binlog_pos AS g")[0]["g"] or "")
+        for name in cfg.servers:
+            if name != target and pos:
+                sql, params = d.wait_for_gtid(pos, 30)
+                query(conns[name], sql, params)
+        t["end"] = time.perf_counter()
+        return OriginalRun(source, target, True, (t["resume"] - t["pause"]) * 1000,
+                           (t["promoted"] - t["fence"]) * 1000, (t["end"] - t["start"]) * 1000)
+    except Exception as e:
+        end = time.perf_counter()
+        return OriginalRun(source, target, False, (end - t.get("pause", end)) * 1000, 0.0,
+                           (end - t["start"]) * 1000, f"{type(e).__name__}: {e}"[:300])
+    finally:
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.resume(payload=None)
+        for c in conns.values():
+            with contextlib.suppress(Exception):
+                c.close()
