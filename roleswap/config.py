@@ -14,9 +14,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from intermission.protocol import mask_url
 from roleswap.errors import ConfigError
+
+__all__ = ["Config", "Credentials", "LabConfig", "Secret", "ServerConfig", "load_config",
+           "mask_url", "parse_config"]
 
 CONFIG_ENV = "ROLESWAP_CONFIG"
 SWITCH_METHODS = ("endpoint", "hook", "vip", "none")
@@ -106,19 +109,6 @@ class Config:
     @property
     def redis_url_masked(self) -> str:
         return mask_url(self.redis_url.reveal()) if self.redis_url else "(none)"
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to print)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def find_config_path(explicit: str | None) -> Path:
