@@ -77,6 +77,7 @@ def start_server(
     env: dict[str, str] | None = None,
     preload: bool = False,
     timeout: float = 20.0,
+    app: str | None = None,
 ) -> AppServer:
     """Start gunicorn (kind="wsgi") or uvicorn (kind="asgi") and wait for /health."""
     port = free_port()
@@ -86,11 +87,11 @@ def start_server(
         argv = [sys.executable, "-m", "gunicorn", "--chdir", str(APPS), "-c", "gunicorn_conf.py",
                 "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
                 "--threads", str(threads), "--graceful-timeout", "1", "--timeout", "30",
-                *(["--preload"] if preload else []), "wsgi_app:app"]
+                *(["--preload"] if preload else []), app or "wsgi_app:app"]
     else:
         argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(APPS), "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--workers", str(workers),
-                "asgi_app:app"]
+                app or "asgi_app:app"]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "IM_REDIS_URL": redis_url,
                 "IM_SCOPE": scope, **(env or {})}
     with open(log, "ab") as out:
