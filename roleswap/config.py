@@ -189,7 +189,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
                               remedy='e.g. "/var/lib/roleswap"')
         if not Path(journal_dir).is_absolute() and base_dir is not None:
             journal_dir = str(base_dir / journal_dir)
-    return Config(
+    config = Config(
         cluster=cluster,
         mysql=mysql,
         replication=replication,
@@ -205,6 +205,12 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
         journal_dir=journal_dir,
         source=source,
     )
+    if method == "vip":
+        # the vip method puts hosts and interface names into shell commands: refuse bad ones now
+        from roleswap.switch.vip import vip_settings
+
+        vip_settings(config)
+    return config
 
 
 class _Reader:

@@ -40,7 +40,7 @@ from roleswap.errors import LabError
 from roleswap.lab import procs
 
 DEFAULT_SUBNET = "198.18.71.0/24"
-ALLOWED = ipaddress.ip_network("198.18.0.0/15")
+ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
 MYSQL_PORT = 3306
 SSH_PORT = 22
 # host offsets inside the subnet
@@ -369,7 +369,7 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
         _ip("-n", ns1, "addr", "add", f"{vip}/{net.prefixlen}", "dev", "eth0")
         subprocess.run(["ip", "netns", "exec", ns1, bins["arping"], "-q", "-U", "-c", "1", "-I", "eth0",
                         vip], check=False, capture_output=True, timeout=5)
-        write_hosts_config(lab, acc, keys, ips, vip, net)
+        write_hosts_config(lab, acc, keys, vip, net)
     except BaseException:
         lab_mod.lab_down(directory)
         raise
@@ -407,30 +407,14 @@ def _start_mariadb(spec: Any, ns: str, bins: dict[str, str], template: Path,
     raise LabError(f"mariadbd for {spec.name} did not answer", remedy=f"see {spec.log}")
 
 
-def write_hosts_config(lab: Any, acc: Any, keys: dict[str, Path], ips: dict[str, str], vip: str,
+def write_hosts_config(lab: Any, acc: Any, keys: dict[str, Path], vip: str,
                        net: ipaddress.IPv4Network) -> Path:
-    redis = lab.node("redis")
-    lines = [
-        "# roleswap config for the hosts lab (written by `roleswap lab up --hosts`).",
-        "# Each server is a network namespace with its own sshd; the VIP starts on db1.",
-        f"cluster = {toml(lab.cluster)}",
-        "",
-        "[mysql]  # the control account roleswap uses",
-        f"user = {toml(acc.control_user)}",
-        f"password = {toml(acc.control_password)}",
-        "connect_timeout = 2",
-        "",
-        "[replication]",
-        f"user = {toml(acc.repl_user)}",
-        f"password = {toml(acc.repl_password)}",
-        "",
-        "[redis]",
-        f"url = {toml(f'redis://{redis.host}:{redis.port}/0')}",
-        "",
-        "[intermission]",
-        f"scope = {toml(lab.cluster)}",
-        "",
-        "[switch]",
+    """The loopback lab's config with the vip switch and without unix sockets: roleswap
+    talks TCP to the hosts over the lab's veth, as it would to remote hosts."""
+    from roleswap.lab.lab import write_config
+
+    path: Path = write_config(lab, acc)
+    switch = "\n".join([
         'method = "vip"',
         f"vip = {toml(f'{vip}/{net.prefixlen}')}",
         'interface = "eth0"',
@@ -438,21 +422,9 @@ def write_hosts_config(lab: Any, acc: Any, keys: dict[str, Path], ips: dict[str,
         'ssh_user = "root"',
         f"ssh_key = {toml(str(keys['key']))}",
         f"known_hosts = {toml(str(keys['known_hosts']))}  # strict: the lab wrote the host keys",
-        "",
-        "[journal]",
-        f"dir = {toml(str(lab.dir / 'journal'))}",
-        "",
-        "[lab]",
-        f"dir = {toml(str(lab.dir))}",
-        f"app_user = {toml(acc.app_user)}",
-        f"app_password = {toml(acc.app_password)}",
-        f"database = {toml(acc.database)}",
-        "",
-    ]
-    for name, ip in ips.items():
-        lines += [f"[servers.{name}]", f"host = {toml(ip)}", f"port = {MYSQL_PORT}", ""]
-    path: Path = lab.config_path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines))
+    ])
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("socket = ")]
+    text = "\n".join(lines).replace('method = "endpoint"', switch)
+    text = text.replace("(written by `roleswap lab up`)", "(written by `roleswap lab up --hosts`)")
+    path.write_text(text + "\n")  # still 0600: write_config created it so
     return path
