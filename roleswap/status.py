@@ -6,6 +6,8 @@ from typing import Any
 
 import redis
 
+from intermission.controller import Controller
+from intermission.errors import IntermissionError
 from roleswap.config import Config
 from roleswap.coord.endpoint import current_primary
 from roleswap.mysql.topology import Server, Topology, read_topology
@@ -50,7 +52,16 @@ def status_data(config: Config) -> dict[str, Any]:
         if ctx.redis is not None:
             try:
                 data["published_primary"] = current_primary(ctx.redis, config.cluster)
-            except redis.RedisError as e:
+                st = Controller(ctx.redis, config.scope).status()
+                data["traffic"] = {
+                    "scope": config.scope, "paused": st.paused,
+                    "reason": st.lease.reason if st.lease else None,
+                    "ttl_remaining": st.ttl_remaining,
+                    "processes": len(st.processes),
+                    "in_flight": sum(p.in_flight for p in st.processes),
+                    "held": sum(p.held for p in st.processes),
+                }
+            except (redis.RedisError, IntermissionError) as e:
                 data["redis_error"] = type(e).__name__
         pending = ctx.journal.interrupted()
         if pending:
@@ -88,6 +99,15 @@ def render_status(data: dict[str, Any]) -> str:
     pub = data.get("published_primary")
     if pub:
         lines.append(f"published primary: {pub.get('name')} ({pub.get('host')}:{pub.get('port')})")
+    traffic = data.get("traffic")
+    if traffic:
+        state = (f"PAUSED ({traffic['reason']}, {traffic['ttl_remaining']:.1f}s left)"
+                 if traffic["paused"] else "flowing")
+        lines.append(f"traffic (intermission scope {traffic['scope']}): {state}; "
+                     f"{traffic['processes']} app process(es), {traffic['in_flight']} in flight, "
+                     f"{traffic['held']} held")
+    if data.get("redis_error"):
+        lines.append(f"redis {data['redis']}: unreachable ({data['redis_error']})")
     pending = data.get("interrupted_swap")
     if pending:
         lines.append(f"INTERRUPTED SWAP {pending['swap_id']}: {pending['from']} -> {pending['to']}, "

@@ -94,6 +94,9 @@ def test_endpoint_published_and_resume_payload(module_lab: RunningLab) -> None:
     assert status.last_resume is not None
     assert status.last_resume.payload is not None
     assert status.last_resume.payload["primary"]["name"] == "db2"
+    st = json.loads(roleswap(lab, "status", "--json").stdout)
+    assert st["published_primary"]["name"] == "db2"
+    assert st["traffic"]["paused"] is False and st["traffic"]["scope"] == lab.config.scope
     code, out = swap(lab, "db2", "db1")
     assert code == 0, out
     assert current_primary(client, lab.config.cluster)["name"] == "db1"  # type: ignore[index]
