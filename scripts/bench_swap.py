@@ -9,7 +9,15 @@ intermission), one steady read/write load at --rate req/s for every phase:
   original     the 2012 mysql_role_swap order and fixed waits (pause + 1 s, read_only,
                binlog unchanged over 3 s, promote, unpause + 1 s, CHANGE MASTER)  --original times
 
-Usage: scripts/bench_swap.py [--swaps N] [--rate R] [--original N] [--json FILE] [--quick]
+and, as root, a second lab with every server on a host of its own (network namespace,
+sshd) where roleswap moves a floating IP (the vip switch method) and the same app,
+under the same load, connects to the VIP:
+
+  ours, vip    roleswap with the vip method  --vip-swaps times; also the VIP move time
+               (removal from --from -> a new connection to the VIP reaches --to)
+
+Usage: scripts/bench_swap.py [--swaps N] [--rate R] [--original N] [--vip-swaps N] [--no-vip]
+                             [--vip-subnet S] [--json FILE] [--quick]
 """
 
 from __future__ import annotations
@@ -32,11 +40,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from roleswap.config import load_config  # noqa: E402
+from roleswap.demo.hostslab import (  # noqa: E402
+    BENCH_SUBNETS,
+    hosts_unavailable,
+    pick_subnet,
+    vip_address,
+    vip_problems,
+)
 from roleswap.demo.original import original_swap  # noqa: E402
 from roleswap.demo.runner import start_wsgi  # noqa: E402
 from roleswap.demo.scenario import ScenarioResult, run_scenario  # noqa: E402
 from roleswap.demo.swaps import SwapRun  # noqa: E402
-from roleswap.lab import lab_down, lab_up  # noqa: E402
+from roleswap.lab import Lab, lab_down, lab_up  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -69,6 +84,7 @@ def phase(res: ScenarioResult, name: str) -> dict[str, Any]:
     ok = [s for s in res.swaps if s.ok]
     pauses = [s.pause_ms for s in ok if s.pause_ms is not None]
     blocks = [s.write_block_ms for s in ok if s.write_block_ms is not None]
+    moves = [s.vip_move_ms for s in ok if s.vip_move_ms is not None]
     held = [r.held_ms for r in res.records if r.held_ms is not None]
     failed_per_swap = [sum(1 for r in res.records if not r.ok and s.started <= r.start <= s.ended + 1.0)
                        for s in res.swaps]
@@ -80,6 +96,8 @@ def phase(res: ScenarioResult, name: str) -> dict[str, Any]:
                      "max": r(max(pauses, default=None))},
         "write_block_ms": {"p50": r(pct(blocks, 0.5)), "p95": r(pct(blocks, 0.95)),
                            "max": r(max(blocks, default=None))},
+        "vip_move_ms": {"p50": r(pct(moves, 0.5)), "p95": r(pct(moves, 0.95)),
+                        "max": r(max(moves, default=None))},
         "held_requests": len(held), "held_added_ms": {"p50": r(pct(held, 0.5)), "p99": r(pct(held, 0.99)),
                                                       "max": r(max(held, default=None))},
         "requests": res.load.sent, "rate": round(res.load.rate, 1), "failed": res.load.failed,
@@ -93,7 +111,8 @@ def phase(res: ScenarioResult, name: str) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    phases = [results[k] for k in ("ours", "no_pause", "original") if k in results]
+    phases = [results[k] for k in ("ours", "no_pause", "original", "vip") if isinstance(results.get(k), dict)
+              and "pause_ms" in results[k]]
     def f(v: Any, unit: str = "") -> str:
         return "-" if v is None else f"{v:g}{unit}"
     rows = [
@@ -102,6 +121,9 @@ def table(results: dict[str, Any]) -> str:
         ("pause window p95", [f(p["pause_ms"]["p95"], " ms") for p in phases]),
         ("pause window max", [f(p["pause_ms"]["max"], " ms") for p in phases]),
         ("writes blocked p50", [f(p["write_block_ms"]["p50"], " ms") for p in phases]),
+        ("VIP move p50 / p95 / max", [" / ".join([f(p["vip_move_ms"]["p50"]), f(p["vip_move_ms"]["p95"]),
+                                                  f(p["vip_move_ms"]["max"], " ms")])
+                                      if p["vip_move_ms"]["p50"] is not None else "-" for p in phases]),
         ("held requests", [str(p["held_requests"]) for p in phases]),
         ("held: added latency p99", [f(p["held_added_ms"]["p99"], " ms") for p in phases]),
         ("requests sent", [str(p["requests"]) for p in phases]),
@@ -122,7 +144,36 @@ def table(results: dict[str, Any]) -> str:
                  f"(goal >= 10x)")
     lines.append(f"failed requests: ours {ratios.get('failed_ours')} vs no pause "
                  f"{ratios.get('failed_no_pause')}")
+    vip = results.get("vip") or {}
+    if "pause_ms" in vip:
+        lines.append(f"ours, vip: hosts lab {vip['subnet']} (each server in its own network namespace "
+                     f"with sshd), VIP {vip['vip']} moved over SSH; the app connects to the VIP")
+    elif vip.get("skipped"):
+        lines.append(f"ours, vip: skipped ({vip['skipped']})")
     return "\n".join(lines)
+
+
+def vip_section(tmp: Path, args: argparse.Namespace, common: dict[str, Any], show: Any,
+                apps: list[Any], labs: list[Path]) -> dict[str, Any]:
+    """``--vip-swaps`` swaps with the vip method on a hosts lab of its own (root only)."""
+    why_not = "--no-vip" if args.no_vip or args.vip_swaps < 1 else hosts_unavailable()
+    if why_not is not None:
+        print(f"ours, vip: skipped ({why_not})", flush=True)
+        return {"skipped": why_not}
+    lab_dir = tmp / "vlab"
+    subnet = args.vip_subnet or pick_subnet(lab_dir, BENCH_SUBNETS)
+    labs.append(lab_dir)
+    t = time.monotonic()
+    lab: Lab = lab_up(lab_dir, hosts=True, subnet=subnet)
+    app = start_wsgi(lab.config_path, tmp / "vapp", workers=4, threads=8)
+    apps.append(app)
+    print(f"ours, vip: hosts lab {subnet}, VIP {vip_address(lab)} (up in {time.monotonic() - t:.1f} s):",
+          flush=True)
+    res = run_scenario(lab.config_path, app.url, swaps=args.vip_swaps, pause=True, progress=show, **common)
+    out = phase(res, "ours, vip")
+    out["problems"] += vip_problems(lab, res.consistency.primary)
+    out.update(subnet=subnet, vip=vip_address(lab))
+    return out
 
 
 def main() -> int:
@@ -130,39 +181,47 @@ def main() -> int:
     ap.add_argument("--swaps", type=int, default=20, help="swaps for ours and for no-pause (default 20)")
     ap.add_argument("--rate", type=float, default=250.0, help="requests/s, half writes (default 250)")
     ap.add_argument("--original", type=int, default=4, help="swaps with the 2012 sequence (default 4)")
+    ap.add_argument("--vip-swaps", type=int, default=10, help="swaps with the vip method (root; default 10)")
+    ap.add_argument("--no-vip", action="store_true", help="skip the vip section")
+    ap.add_argument("--vip-subnet", help="hosts lab subnet inside 198.18.0.0/15 (default: the first free "
+                                         f"of {BENCH_SUBNETS[0]}..{BENCH_SUBNETS[-1]})")
     ap.add_argument("--gap", type=float, default=0.3, help="seconds of plain load between swaps")
     ap.add_argument("--json", type=Path, help="write the results as JSON to this file")
-    ap.add_argument("--quick", action="store_true", help="4 + 4 + 1 swaps (under a minute)")
+    ap.add_argument("--quick", action="store_true", help="4 + 4 + 1 + 4 (vip) swaps (about a minute)")
     args = ap.parse_args()
     if args.quick:
         args.swaps, args.original = min(args.swaps, 4), min(args.original, 1)
+        args.vip_swaps = min(args.vip_swaps, 4)
     if args.swaps < 2 or args.rate < 1:
         ap.error("--swaps must be >= 2 and --rate >= 1")
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="roleswap-bench-"))
     lab_dir = tmp / "lab"
-    app = None
+    apps: list[Any] = []
+    labs: list[Path] = [lab_dir]
     results: dict[str, Any] = {
         "command": os.environ.get("BENCH_COMMAND") or "scripts/bench_swap.py " + shlex.join(sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "rate": args.rate, "write_ratio": 0.5, "app": "Flask on gunicorn, 4 workers x 8 threads (gthread)",
-        "swaps": args.swaps, "original_swaps": args.original,
+        "swaps": args.swaps, "original_swaps": args.original, "vip_swaps": args.vip_swaps,
     }
     try:
         lab = lab_up(lab_dir)
         cfg = load_config(lab.config_path)
         app = start_wsgi(lab.config_path, tmp, workers=4, threads=8)
+        apps.append(app)
         common = {"rate": args.rate, "gap": args.gap, "warmup": 1.0, "settle": 0.5}
         print(f"bench: {args.rate:g} req/s, {args.swaps} swaps ours + {args.swaps} no-pause + "
-              f"{args.original} original, lab in {tmp}", flush=True)
+              f"{args.original} original (+ {args.vip_swaps} vip as root), lab in {tmp}", flush=True)
 
         def show(kind: str, what: object) -> None:
             if isinstance(what, SwapRun):
                 state = "ok" if what.ok else f"FAILED {what.error[:100]}"
                 pause = "-" if what.pause_ms is None else f"{what.pause_ms:.1f} ms"
                 block = "-" if what.write_block_ms is None else f"{what.write_block_ms:.1f} ms"
-                print(f"  {what.source}->{what.target} {state}: pause window {pause}, writes blocked {block}",
-                      flush=True)
+                vip = "" if what.vip_move_ms is None else f", VIP moved in {what.vip_move_ms:.0f} ms"
+                print(f"  {what.source}->{what.target} {state}: pause window {pause}, writes blocked {block}"
+                      f"{vip}", flush=True)
 
         print("ours:", flush=True)
         ours = run_scenario(lab.config_path, app.url, swaps=args.swaps, pause=True, progress=show, **common)
@@ -190,10 +249,15 @@ def main() -> int:
             "pause_original_over_ours": round(o50 / u50, 1) if o50 and u50 else None,
             "failed_ours": results["ours"]["failed"], "failed_no_pause": results["no_pause"]["failed"],
         }
+        # the loopback lab and its app are stopped first: the vip section has the machine to itself
+        apps.pop().stop()
+        lab_down(labs.pop())
+        results["vip"] = vip_section(tmp, args, common, show, apps, labs)
     finally:
-        if app is not None:
-            app.stop()
-        lab_down(lab_dir)
+        for a in apps:
+            a.stop()
+        for d in labs:
+            lab_down(d)
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - t0, 1)
     m = results["machine"]
@@ -205,7 +269,7 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nJSON written to {args.json}")
-    bad = results["ours"]["problems"] + results["no_pause"]["problems"]
+    bad = results["ours"]["problems"] + results["no_pause"]["problems"] + results["vip"].get("problems", [])
     if bad:
         print("\nproblems:\n  " + "\n  ".join(bad))
     if results.get("original", {}).get("problems"):

@@ -3,9 +3,12 @@
 * At start-up the primary is the endpoint roleswap published in Redis
   (:func:`roleswap.coord.endpoint.current_primary`); if none was ever published, it is
   the one configured server that answers ``@@read_only = 0``.
+* With ``switch.method = "vip"`` the app always connects to the VIP (``[switch] vip``,
+  port ``vip_port`` or the primary's): the network says where the primary is.  Each new
+  connection asks ``@@server_id`` so responses name the server that really served them.
 * :meth:`Database.on_resume` (the intermission ``on_resume`` hook) switches to
-  ``payload["primary"]`` and drops every pooled connection, so the held requests,
-  released right after, connect to the new primary.
+  ``payload["primary"]`` (or, with a VIP, keeps the VIP) and drops every pooled
+  connection, so the held requests, released right after, connect to the new primary.
 * A write returns its id only after ``COMMIT`` returned.  If the server refuses it
   (read_only: 1290) or the connection is lost, :class:`WriteFailed` is raised and the
   app answers 5xx: the client is never told a write happened when it may not have.
@@ -17,6 +20,7 @@ Only the application account (``[lab] app_user``) is used: it cannot bypass read
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -24,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
@@ -120,6 +124,8 @@ class Database:
         self._recheck = False
         self._last_check = 0.0
         self.switches: list[tuple[float, str, str]] = []  # (monotonic, primary name, why)
+        self.vip_host = _vip_host(config)  # None unless switch.method = "vip"
+        self._names: dict[int, str] | None = None  # server_id -> configured name (vip method)
         self._redis = (redis.Redis.from_url(config.redis_url.reveal(), socket_timeout=1.0,
                                             socket_connect_timeout=1.0)
                        if config.redis_url else None)
@@ -164,12 +170,52 @@ class Database:
         return writable[0]
 
     def discover(self) -> Primary:
+        if self.vip_host is not None:
+            return self.through_vip()
         return self.published() or self.writable_server()
 
-    def switch_to(self, primary: Primary, why: str) -> bool:
-        """Use ``primary`` from now on; drop idle connections (busy ones are dropped on return)."""
+    def through_vip(self) -> Primary:
+        """The server a new connection to the VIP reaches (its host stays the VIP)."""
+        port = self.config.switch.get("vip_port")
+        if not isinstance(port, int):  # as roleswap's check: the port of the primary
+            port = self.writable_server().port
+        assert self.vip_host is not None
+        via = Primary("vip", self.vip_host, port)
+        conn = self._connect(via)
+        try:
+            return replace(via, name=self._server_name(conn))
+        finally:
+            _close(conn)
+
+    def _server_name(self, conn: Connection[Any]) -> str:
+        """The configured name of the server behind ``conn`` (by ``@@server_id``)."""
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@server_id")
+            row = cur.fetchone()
+        sid = int(row[0]) if row else -1
+        if self._names is None or sid not in self._names:
+            names = {}
+            for s in self.config.servers.values():  # each server directly, once
+                try:
+                    c = self._connect(Primary(s.name, s.host, s.port))
+                except pymysql.MySQLError:
+                    continue
+                try:
+                    with c.cursor() as cur:
+                        cur.execute("SELECT @@server_id")
+                        r = cur.fetchone()
+                    if r is not None:
+                        names[int(r[0])] = s.name
+                finally:
+                    _close(c)
+            self._names = names
+        return self._names.get(sid, f"server_id {sid}")
+
+    def switch_to(self, primary: Primary, why: str, *, force: bool = False) -> bool:
+        """Use ``primary`` from now on; drop idle connections (busy ones are dropped on return).
+        ``force``: drop them even if ``primary`` is unchanged (a VIP that moved)."""
         with self._lock:
-            if primary == getattr(self, "primary", None):
+            if primary == getattr(self, "primary", None) and not force:
                 return False
             self.primary = primary
             self._generation += 1
@@ -183,7 +229,12 @@ class Database:
     def on_resume(self, payload: dict[str, Any] | None) -> None:
         """intermission hook: runs before this process releases its held requests."""
         target = (payload or {}).get("primary")
-        if isinstance(target, dict):
+        if self.vip_host is not None:  # same address, maybe another server behind it
+            name = str(target.get("name")) if isinstance(target, dict) else self.primary.name
+            why = "resume payload (reconnect through the VIP)" if isinstance(target, dict) else \
+                "resume without payload (reconnect through the VIP)"
+            self.switch_to(replace(self.primary, name=name), why, force=True)
+        elif isinstance(target, dict):
             self.switch_to(Primary.from_dict(target), "resume payload")
         else:  # a pause that expired or was resumed without a payload: ask again
             self.switch_to(self.discover(), "resume without payload")
@@ -196,6 +247,9 @@ class Database:
             if now - self._last_check < RECHECK_EVERY:
                 return
             self._last_check = now
+        if self.vip_host is not None:  # the VIP may have moved: new connections find out
+            self.switch_to(self.primary, "reconnect through the VIP after a failure", force=True)
+            return
         found = self.published()
         if found is not None:
             self.switch_to(found, "published endpoint after a failed write")
@@ -221,9 +275,16 @@ class Database:
             item = self._idle.pop() if self._idle else None
         if item is None:
             try:
-                item = _Pooled(self._connect(primary), gen, primary)
+                conn = self._connect(primary)
             except pymysql.MySQLError as e:
                 raise _failed(e, self, "connect") from None
+            if self.vip_host is not None:
+                try:
+                    primary = replace(primary, name=self._server_name(conn))
+                except pymysql.MySQLError as e:
+                    _close(conn)
+                    raise _failed(e, self, "connect") from None
+            item = _Pooled(conn, gen, primary)
         try:
             yield item
         except BaseException:
@@ -273,6 +334,17 @@ class Database:
         if row is None:
             return None
         return {"id": int(row[0]), "k": str(row[1]), "server_id": int(row[2]), "server": c.primary.name}
+
+
+def _vip_host(config: Config) -> str | None:
+    """The VIP's address when the config uses the vip switch method."""
+    if config.switch_method != "vip":
+        return None
+    raw = config.switch.get("vip")
+    try:
+        return str(ipaddress.ip_interface(str(raw)).ip)
+    except ValueError:
+        raise RuntimeError(f"{config.source}: switch.vip = {raw!r} is not an address/prefix") from None
 
 
 def _failed(e: pymysql.MySQLError, db: Database, doing: str) -> WriteFailed:

@@ -3,25 +3,33 @@
 Starts a lab (3 MariaDB + Redis) in a temporary directory, the WSGI demo app
 (gunicorn, 4 workers) and a steady read/write load, swaps db1 -> db2 and back while
 the load runs, and prints what users saw and what the databases hold.  Everything is
-stopped (by PID) at the end, also on failure or Ctrl-C.  Exit 0 only if every request
-succeeded, no acknowledged write was lost and replication is healthy everywhere.
+stopped (by PID) at the end, also on failure, Ctrl-C or SIGTERM.  Exit 0 only if every
+request succeeded, no acknowledged write was lost and replication is healthy everywhere.
+
+As root (with working network namespaces) the lab runs every server on a host of its
+own with sshd and a floating IP: roleswap moves the VIP (``vip`` switch method) and the
+app connects to the VIP.  Otherwise (or with ``--no-hosts``) the lab is on loopback and
+roleswap publishes the new primary (``endpoint`` method) in the resume payload.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 
+from roleswap.demo.hostslab import DEMO_SUBNETS, hosts_unavailable, pick_subnet, vip_address, vip_problems
 from roleswap.demo.load import Summary
 from roleswap.demo.runner import AppServer, start_wsgi
 from roleswap.demo.scenario import ScenarioResult, run_scenario
 from roleswap.demo.swaps import SwapRun
-from roleswap.lab import lab_down, lab_up
+from roleswap.lab import Lab, lab_down, lab_up
 
 
 class Console:
@@ -60,11 +68,20 @@ def _swap_line(r: SwapRun) -> str:
     if not r.ok:
         why = r.error.splitlines()[0] if r.error else ""
         return f"  swap {r.source} -> {r.target}: FAILED (exit {r.exit_code}) {why}"
+    vip = f", VIP moved in {r.vip_move_ms:.0f} ms" if r.vip_move_ms is not None else ""
     return (f"  swap {r.source} -> {r.target}: ok  pause window {r.pause_ms:.1f} ms, writes blocked "
-            f"{r.write_block_ms:.1f} ms, whole swap {r.total_ms:.0f} ms")
+            f"{r.write_block_ms:.1f} ms{vip}, whole swap {r.total_ms:.0f} ms")
 
 
-def report(res: ScenarioResult, workers: int, seconds: float) -> list[str]:
+def _vip_line(res: ScenarioResult, vip: str, problems: list[str]) -> str:
+    moves = ", ".join(f"{r.source}->{r.target} in {r.vip_move_ms:.0f} ms" for r in res.swaps
+                      if r.vip_move_ms is not None)
+    where = problems[0] if problems else f"now on {res.consistency.primary} only (the primary)"
+    return f"  vip            {vip} moved {moves or 'never'}; {where}"
+
+
+def report(res: ScenarioResult, workers: int, seconds: float, method: str = "endpoint",
+           vip: str | None = None, extra_problems: list[str] | None = None) -> list[str]:
     s = res.load
     c = res.consistency
     slow = s.slowest
@@ -81,7 +98,8 @@ def report(res: ScenarioResult, workers: int, seconds: float) -> list[str]:
             continue
         held_recs = res.held_during(r)
         answered = "all answered after the resume" if all(h.ok for h in held_recs) else "NOT all answered"
-        out.append(f"  swap {r.source}->{r.target}   pause window {r.pause_ms or 0:.1f} ms, "
+        moved = f", VIP moved in {r.vip_move_ms:.0f} ms" if r.vip_move_ms is not None else ""
+        out.append(f"  swap {r.source}->{r.target}   pause window {r.pause_ms or 0:.1f} ms{moved}, "
                    f"{len(held_recs)} request(s) held, {answered}")
     primary = c.primary or "?"
     present = c.acked - len(c.lost.get(primary, []))
@@ -97,17 +115,40 @@ def report(res: ScenarioResult, workers: int, seconds: float) -> list[str]:
     verdict = "never more than one server" if not w.overlaps else "TWO servers at once"
     out.append(f"  writable       {verdict} "
                f"({w.samples} read_only samples; none writable for at most {w.max_no_writable_ms:.0f} ms)")
+    if vip is not None:
+        out.append(_vip_line(res, vip, extra_problems or []))
     for rec in res.recovered:
         out.append(f"  recovered      {rec}")
-    problems = res.problems()
+    problems = res.problems() + (extra_problems or [])
     out.append("")
     if problems:
         out.append(f"FAIL ({seconds:.1f} s):")
         out += [f"  - {p}" for p in problems]
     else:
-        out.append(f"PASS: {len(res.swaps)} swaps under {s.rate:.0f} req/s on gunicorn x{workers}: "
-                   f"0 failed requests, 0 lost writes ({seconds:.1f} s)")
+        out.append(f"PASS: {len(res.swaps)} swaps ({method} switch) under {s.rate:.0f} req/s on gunicorn "
+                   f"x{workers}: 0 failed requests, 0 lost writes ({seconds:.1f} s)")
     return out
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # so `finally` tears everything down
+
+
+def _start_lab(con: Console, lab_dir: Path, hosts_why_not: str | None, subnet: str | None) -> Lab:
+    t = time.monotonic()
+    if hosts_why_not is None:
+        subnet = subnet or pick_subnet(lab_dir, DEMO_SUBNETS)
+        lab = lab_up(lab_dir, hosts=True, subnet=subnet)
+        con.line("  lab            db1 primary, db2 + db3 replicas (GTID), redis; each server on a host "
+                 f"of its own (network namespace + sshd, {subnet}): up in {time.monotonic() - t:.1f} s")
+        con.line(f"  switch         vip: roleswap moves {vip_address(lab)} over SSH, the app connects to it")
+        return lab
+    lab = lab_up(lab_dir)
+    con.line("  lab            db1 primary, db2 + db3 replicas (GTID), redis, on 127.0.0.1: "
+             f"up in {time.monotonic() - t:.1f} s")
+    con.line(f"  switch         endpoint: the app gets the new primary in the resume payload "
+             f"(no VIP: {hosts_why_not})")
+    return lab
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,20 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=250.0, help="requests/s (default 250)")
     ap.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
     ap.add_argument("--swaps", type=int, default=2, help="swaps, alternating db1->db2, db2->db1 (default 2)")
+    ap.add_argument("--no-hosts", action="store_true",
+                    help="loopback lab and endpoint switch even as root (default as root: hosts + VIP)")
+    ap.add_argument("--subnet", help="hosts lab subnet inside 198.18.0.0/15 (default: the first free of "
+                                     f"{DEMO_SUBNETS[0]}..{DEMO_SUBNETS[-1]})")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = ap.parse_args(argv)
+    if args.subnet and args.no_hosts:
+        ap.error("--subnet is for the hosts lab; drop --no-hosts or --subnet")
+    if not 1 <= args.swaps <= 50 or args.rate <= 0 or args.workers < 1:
+        ap.error("--swaps must be 1-50, --rate > 0 and --workers >= 1")
     con = Console()
     t0 = time.monotonic()
+    old_term = signal.signal(signal.SIGTERM, _sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="roleswap-demo-"))
     lab_dir = tmp / "lab"
     app: AppServer | None = None
     ok = False
     try:
-        con.line("roleswap demo: swap the primary twice under live web traffic")
-        t = time.monotonic()
-        lab = lab_up(lab_dir)
-        con.line("  lab            db1 primary, db2 + db3 replicas (GTID), redis: "
-                 f"up in {time.monotonic() - t:.1f} s")
+        con.line(f"roleswap demo: swap the primary {args.swaps} time(s) under live web traffic")
+        why_not = "--no-hosts" if args.no_hosts else hosts_unavailable()
+        lab = _start_lab(con, lab_dir, why_not, args.subnet)
         t = time.monotonic()
         app = start_wsgi(lab.config_path, tmp, workers=args.workers)
         con.line(f"  app            Flask on gunicorn, {args.workers} workers (gthread), intermission "
@@ -145,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         res = run_scenario(lab.config_path, app.url, swaps=args.swaps, rate=args.rate, warmup=2.0,
                            gap=2.0, settle=0.5, partner="db2", progress=progress)
         con.line(_load_line(res.load))
-        for line in report(res, args.workers, time.monotonic() - t0):
+        vip = vip_address(lab) if lab.hosts else None
+        extra = vip_problems(lab, res.consistency.primary) if lab.hosts else []
+        method = "vip" if lab.hosts else "endpoint"
+        for line in report(res, args.workers, time.monotonic() - t0, method, vip, extra):
             con.line(line)
-        ok = not res.problems()
+        ok = not res.problems() and not extra
     except KeyboardInterrupt:
         con.line("interrupted")
     except Exception as e:
@@ -155,13 +206,19 @@ def main(argv: list[str] | None = None) -> int:
         if app is not None:
             con.line(f"app log ({app.log_path}):\n{app.log_tail()}")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # teardown must not be cut short
         if app is not None:
             app.stop()
-        lab_down(lab_dir)
+        try:
+            lab_down(lab_dir)
+        except Exception as e:
+            con.line(f"FAIL: teardown: {type(e).__name__}: {e}")
+            ok = False
         if args.keep:
             con.line(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGTERM, old_term)
     return 0 if ok else 1
 
 

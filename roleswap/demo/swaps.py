@@ -22,6 +22,7 @@ class SwapRun:
     pause_ms: float | None = None
     write_block_ms: float | None = None
     total_ms: float | None = None
+    vip_move_ms: float | None = None  # vip method: VIP removal -> a new connection reached --to
     rolled_back: bool = False
     error: str = ""
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -37,7 +38,7 @@ class SwapRun:
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.source, "to": self.target, "ok": self.ok, "exit_code": self.exit_code,
                 "pause_ms": self.pause_ms, "write_block_ms": self.write_block_ms,
-                "total_ms": self.total_ms, "wall_ms": round(self.wall_ms, 1),
+                "total_ms": self.total_ms, "vip_move_ms": self.vip_move_ms, "wall_ms": round(self.wall_ms, 1),
                 "rolled_back": self.rolled_back, "error": self.error, "notes": self.notes,
                 "steps": [{"name": s.get("name"), "status": s.get("status"), "ms": s.get("ms")}
                           for s in self.steps]}
@@ -65,6 +66,7 @@ def run_swap(config_path: Path | str, source: str, target: str, *, pause: bool =
     run.pause_ms = data.get("pause_ms")
     run.write_block_ms = data.get("write_block_ms")
     run.total_ms = data.get("total_ms")
+    run.vip_move_ms = data.get("vip_move_ms")
     run.rolled_back = bool(data.get("rolled_back"))
     run.steps = list(data.get("steps") or [])
     run.notes = [str(n) for n in data.get("notes") or []]

@@ -36,6 +36,7 @@ class SwapResult:
     rolled_back: bool = False
     error: RoleSwapError | None = None
     notes: list[str] = field(default_factory=list)
+    vip_move_ms: float | None = None  # vip method: VIP removal -> a new connection reached --to
 
     @property
     def ok(self) -> bool:
@@ -70,6 +71,8 @@ class SwapResult:
             "write_block_ms": r(self.write_block_ms), "total_ms": r(self.total_ms),
             "rolled_back": self.rolled_back, "notes": self.notes,
         }
+        if self.vip_move_ms is not None:
+            out["vip_move_ms"] = self.vip_move_ms
         if self.error is not None:
             out["error"] = self.error.as_dict()
         return out
@@ -116,6 +119,7 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
                 res.error = rollback(ctx, [*done, step], res, show, err)
             res.marks["end"] = time.perf_counter()
             res.notes += ctx.notes
+            res.vip_move_ms = ctx.state.get("vip_move_ms")
             return res
         res.marks[f"{step.name}.end"] = t1
         ms = (t1 - t0) * 1000
@@ -126,6 +130,7 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
     ctx.journal.set_phase("done")
     res.marks["end"] = time.perf_counter()
     res.notes += ctx.notes
+    res.vip_move_ms = ctx.state.get("vip_move_ms")
     return res
 
 
