@@ -1,0 +1,123 @@
+"""One replication channel's status, whatever the flavor calls its columns.
+
+MariaDB and MySQL 5.7 say Master_/Slave_; MySQL 8.0.22+ and 8.4 say Source_/Replica_.
+:meth:`ReplicaStatus.from_row` reads either into the same frozen value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from roleswap.mysql.gtid import GtidSet, MariaGtidPos
+
+
+def _pick(row: Mapping[str, Any], *names: str) -> Any:
+    """The first present column among ``names`` (8.0.22+ name first, old name second)."""
+    for n in names:
+        if n in row:
+            return row[n]
+    return None
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None or v == "" else int(v)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode()
+    return "" if v is None else str(v)
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One replication channel, the same for every flavor.
+
+    Built from a SHOW SLAVE/REPLICA STATUS row by :meth:`from_row`, which
+    accepts MariaDB/5.7 column names (Master_Host, Slave_IO_Running, ...) and
+    8.0.22+/8.4 ones (Source_Host, Replica_IO_Running, ...).  GTID columns
+    are parsed: ``gtid_io_pos`` on MariaDB, ``retrieved/executed_gtid_set``
+    on MySQL (``None`` where the flavor has no such column).
+    """
+
+    channel: str
+    source_host: str
+    source_port: int
+    source_user: str
+    source_server_id: int | None
+    io_state: str  # "Yes", "No", "Connecting"
+    sql_running: bool
+    source_log_file: str  # last file the IO thread read
+    read_source_log_pos: int
+    relay_source_log_file: str  # file of the last event the SQL thread applied
+    exec_source_log_pos: int
+    seconds_behind: int | None  # None when a thread is stopped
+    sql_delay: int
+    last_io_errno: int
+    last_io_error: str
+    last_sql_errno: int
+    last_sql_error: str
+    using_gtid: str  # MariaDB: "No" / "Slave_Pos" / "Current_Pos"; MySQL: "No" / "Auto_Position"
+    gtid_io_pos: MariaGtidPos | None
+    retrieved_gtid_set: GtidSet | None
+    executed_gtid_set: GtidSet | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ReplicaStatus:
+        auto = _opt_int(_pick(row, "Auto_Position"))
+        using = _text(_pick(row, "Using_Gtid")) or ("Auto_Position" if auto else "No")
+        io_pos = _pick(row, "Gtid_IO_Pos")
+        retrieved = _pick(row, "Retrieved_Gtid_Set")
+        executed = _pick(row, "Executed_Gtid_Set")
+        return cls(
+            channel=_text(_pick(row, "Channel_Name", "Connection_name")),
+            source_host=_text(_pick(row, "Source_Host", "Master_Host")),
+            source_port=_opt_int(_pick(row, "Source_Port", "Master_Port")) or 0,
+            source_user=_text(_pick(row, "Source_User", "Master_User")),
+            source_server_id=_opt_int(_pick(row, "Source_Server_Id", "Master_Server_Id")) or None,
+            io_state=_text(_pick(row, "Replica_IO_Running", "Slave_IO_Running")) or "No",
+            sql_running=_text(_pick(row, "Replica_SQL_Running", "Slave_SQL_Running")) == "Yes",
+            source_log_file=_text(_pick(row, "Source_Log_File", "Master_Log_File")),
+            read_source_log_pos=_opt_int(_pick(row, "Read_Source_Log_Pos", "Read_Master_Log_Pos"))
+            or 0,
+            relay_source_log_file=_text(
+                _pick(row, "Relay_Source_Log_File", "Relay_Master_Log_File")
+            ),
+            exec_source_log_pos=_opt_int(_pick(row, "Exec_Source_Log_Pos", "Exec_Master_Log_Pos"))
+            or 0,
+            seconds_behind=_opt_int(_pick(row, "Seconds_Behind_Source", "Seconds_Behind_Master")),
+            sql_delay=_opt_int(_pick(row, "SQL_Delay")) or 0,
+            last_io_errno=_opt_int(_pick(row, "Last_IO_Errno")) or 0,
+            last_io_error=_text(_pick(row, "Last_IO_Error")),
+            last_sql_errno=_opt_int(_pick(row, "Last_SQL_Errno")) or 0,
+            last_sql_error=_text(_pick(row, "Last_SQL_Error")),
+            using_gtid=using,
+            gtid_io_pos=None if io_pos is None else MariaGtidPos.parse(_text(io_pos)),
+            retrieved_gtid_set=None if retrieved is None else GtidSet.parse(_text(retrieved)),
+            executed_gtid_set=None if executed is None else GtidSet.parse(_text(executed)),
+        )
+
+    @property
+    def io_running(self) -> bool:
+        return self.io_state == "Yes"
+
+    @property
+    def running(self) -> bool:
+        """Both threads running."""
+        return self.io_running and self.sql_running
+
+    @property
+    def gtid_mode(self) -> bool:
+        """Replicating by GTID (MariaDB slave_pos/current_pos, MySQL auto-position)."""
+        return self.using_gtid != "No"
+
+    @property
+    def error(self) -> str | None:
+        """The last IO/SQL error as one line, or None."""
+        errs = [f"IO error {self.last_io_errno}: {self.last_io_error}" if self.last_io_errno
+                else "",
+                f"SQL error {self.last_sql_errno}: {self.last_sql_error}" if self.last_sql_errno
+                else ""]
+        return "; ".join(e for e in errs if e) or None
