@@ -148,9 +148,10 @@ class Database:
             return None
         return Primary.from_dict(data) if data else None
 
-    def writable_server(self) -> Primary:
-        """The one configured server with read_only = 0 (asked with the app account)."""
-        writable = []
+    def _ask_each(self, sql: str) -> dict[str, Any]:
+        """The single value ``sql`` returns on each configured server that answers
+        (direct connections with the app account, not through a VIP)."""
+        out: dict[str, Any] = {}
         for s in self.config.servers.values():
             try:
                 conn = self._connect(Primary(s.name, s.host, s.port))
@@ -158,16 +159,23 @@ class Database:
                 continue
             try:
                 with conn.cursor() as cur:
-                    cur.execute("SELECT @@GLOBAL.read_only")
+                    cur.execute(sql)
                     row = cur.fetchone()
-                if row is not None and int(row[0]) == 0:
-                    writable.append(Primary(s.name, s.host, s.port))
+                if row is not None:
+                    out[s.name] = row[0]
             finally:
-                conn.close()
+                _close(conn)
+        return out
+
+    def writable_server(self) -> Primary:
+        """The one configured server with read_only = 0 (asked with the app account)."""
+        writable = [self.config.servers[name] for name, ro in
+                    self._ask_each("SELECT @@GLOBAL.read_only").items() if int(ro) == 0]
         if len(writable) != 1:
-            names = ", ".join(p.name for p in writable) or "none"
+            names = ", ".join(s.name for s in writable) or "none"
             raise RuntimeError(f"expected exactly one writable server, found: {names}")
-        return writable[0]
+        s = writable[0]
+        return Primary(s.name, s.host, s.port)
 
     def discover(self) -> Primary:
         if self.vip_host is not None:
@@ -194,21 +202,7 @@ class Database:
             row = cur.fetchone()
         sid = int(row[0]) if row else -1
         if self._names is None or sid not in self._names:
-            names = {}
-            for s in self.config.servers.values():  # each server directly, once
-                try:
-                    c = self._connect(Primary(s.name, s.host, s.port))
-                except pymysql.MySQLError:
-                    continue
-                try:
-                    with c.cursor() as cur:
-                        cur.execute("SELECT @@server_id")
-                        r = cur.fetchone()
-                    if r is not None:
-                        names[int(r[0])] = s.name
-                finally:
-                    _close(c)
-            self._names = names
+            self._names = {int(v): name for name, v in self._ask_each("SELECT @@server_id").items()}
         return self._names.get(sid, f"server_id {sid}")
 
     def switch_to(self, primary: Primary, why: str, *, force: bool = False) -> bool:
