@@ -48,6 +48,7 @@ SAFE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
 SAFE_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./:+-]{1,1024}$")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DOC = "README.md, 'The vip switch method'"  # where remedies point
 
 
 class RemoteError(StepError):
@@ -261,7 +262,7 @@ class RemoteShell:
                     self.close()
                     raise RemoteError(f"SSH to {self.t.where}: connection lost while running "
                                       f"`{command[:60]}` (outcome unknown)",
-                                      remedy=f"check {self.t.host} by hand; see docs/vip.md")
+                                      remedy=f"check {self.t.host} by hand; see {DOC}")
                 buf += data
 
     def check(self, command: str, what: str, timeout: float | None = None,
@@ -271,8 +272,8 @@ class RemoteShell:
         if r.rc != 0:
             tail = (r.out.strip().splitlines() or [""])[-1][:200]
             raise RemoteError(f"{what} on {self.t.where} failed (exit {r.rc}): {tail}",
-                              remedy="see the message; with sudo = true check the sudo rules "
-                                     "in docs/vip.md" if self.t.sudo else "see the message")
+                              remedy=f"see the message; with sudo = true check the sudoers rules in {DOC}"
+                              if self.t.sudo else "see the message")
         return r.out
 
     def exec_once(self, command: str) -> Result:

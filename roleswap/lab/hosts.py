@@ -234,7 +234,9 @@ def write_sshd_config(directory: Path, name: str, ip: str) -> Path:
         f"ListenAddress {ip}:{SSH_PORT}",
         f"HostKey {d / 'host_ed25519'}",
         f"PidFile {d / 'sshd.pid'}",
-        f"AuthorizedKeysFile {directory / 'ssh' / 'authorized_keys'}",
+        # other users (the sudo test's) need their own ~/.ssh/authorized_keys; the lab's
+        # client key is authorized for root only (the Match block below)
+        "AuthorizedKeysFile .ssh/authorized_keys",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
@@ -246,6 +248,8 @@ def write_sshd_config(directory: Path, name: str, ip: str) -> Path:
         "AllowTcpForwarding no",
         "PrintMotd no",
         "MaxStartups 100",
+        "Match User root",  # must stay last: Match applies to every line after it
+        f"    AuthorizedKeysFile {directory / 'ssh' / 'authorized_keys'}",
         "",
     ]
     path = sshd_config_path(directory, name)

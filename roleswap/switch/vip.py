@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from roleswap.config import Config, ServerConfig
 from roleswap.errors import ConfigError, RoleSwapError, StepError
 from roleswap.mysql import conn as mconn
-from roleswap.remote import RemoteError, RemoteShell, setting, ssh_target
+from roleswap.remote import DOC, RemoteError, RemoteShell, setting, ssh_target
 from roleswap.swap.step import Step
 from roleswap.switch.base import SwitchMethod
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 SAFE_IFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 TOOLS = {"ip": "iproute2", "arping": "iputils-arping", "pgrep": "procps", "timeout": "coreutils"}
+GARP_WAITS = (0.02, 0.5)  # s the synchronous arping may take; the 2nd for a busy host
+EXAMPLE_PID = "4242"  # stands for the arping PIDs `kill` gets, in `sudo -n -l` checks
 q = shlex.quote
 
 
@@ -129,20 +131,54 @@ def cmd_garp_sync(s: VipSettings, iface: str, wait: float) -> str:
     return f"timeout -s INT {wait:g} arping -U -c 1 -I {q(iface)} {q(s.ip)}"
 
 
+def cmd_garp_repeat(s: VipSettings, iface: str) -> str:
+    return f"arping -q -U -c {int(s.arping_count)} -I {q(iface)} {q(s.ip)}"
+
+
 def cmd_garp_background(s: VipSettings, iface: str) -> str:
-    return f"arping -q -U -c {int(s.arping_count)} -I {q(iface)} {q(s.ip)} >/dev/null 2>&1 &"
+    return f"{cmd_garp_repeat(s, iface)} >/dev/null 2>&1 &"
+
+
+def cmd_kill(pids: list[str]) -> str:
+    return "kill " + " ".join(q(p) for p in pids)
+
+
+def sudo_commands(s: VipSettings, iface: str) -> list[str]:
+    """Every command run with ``privileged=True`` (with sudo = true: what sudoers must allow).
+
+    ``kill`` takes PIDs found at run time; it is listed with :data:`EXAMPLE_PID`.
+    """
+    cmds = [cmd_addr("add", s, iface), cmd_addr("del", s, iface),
+            *(cmd_garp_sync(s, iface, w) for w in GARP_WAITS)]
+    if s.arping_count:
+        cmds += [cmd_garp_repeat(s, iface), cmd_kill([EXAMPLE_PID])]
+    return cmds
 
 
 def cmd_find_arping(s: VipSettings) -> str:
-    """PIDs of arping for this VIP in THIS host's network namespace (lab hosts share PIDs)."""
+    """PIDs of arping for this VIP in THIS host's network namespace (lab hosts share PIDs).
+
+    The namespace is told by the inode of ``/proc/PID/net/dev`` (one per network
+    namespace), which any user may stat: ``/proc/PID/ns/net`` of a root-owned arping is
+    unreadable for a sudo user.  Where it cannot be read the PID counts as this host's
+    (real hosts do not share PIDs).  With sudo the ``sudo`` parent matches too; killing
+    it stops its arping as well.
+    """
     pattern = "arping .*" + re.escape(s.ip) + "$"
-    return ('me=$(readlink /proc/$$/ns/net); for p in $(pgrep -f -- ' + q(pattern) + '); do '
-            'n=$(readlink /proc/$p/ns/net 2>/dev/null); '
-            'if [ -z "$n" ] || [ "$n" = "$me" ]; then echo "$p"; fi; done')
+    netid = 'stat -L -c %d:%i /proc/{}/net/dev 2>/dev/null'
+    return (f'me=$({netid.format("$$")}); for p in $(pgrep -f -- ' + q(pattern) + '); do '
+            f'n=$({netid.format("$p")}); '
+            'if [ -z "$n" ] || [ -z "$me" ] || [ "$n" = "$me" ]; then echo "$p"; fi; done')
 
 
-def cmd_missing_tools() -> str:
-    return (f"for b in {' '.join(TOOLS)}; do command -v \"$b\" >/dev/null 2>&1 || echo \"$b\"; done")
+def tools(sudo: bool = False) -> dict[str, str]:
+    """Binaries a host needs -> their Debian package (``sudo`` too with sudo = true)."""
+    return {**TOOLS, "sudo": "sudo"} if sudo else dict(TOOLS)
+
+
+def cmd_missing_tools(sudo: bool = False) -> str:
+    return (f"for b in {' '.join(tools(sudo))}; do command -v \"$b\" >/dev/null 2>&1 || echo \"$b\"; "
+            "done")
 
 
 # -- the method -------------------------------------------------------------------------
@@ -175,7 +211,7 @@ class VipSwitch(SwitchMethod):
         pids = [p for p in sh.check(cmd_find_arping(self.settings(ctx)), "finding arping").split()
                 if p.isdigit()]
         if pids:
-            sh.run("kill " + " ".join(pids), privileged=True)  # gone already is fine
+            sh.run(cmd_kill(pids), privileged=True)  # gone already is fine
         return len(pids)
 
     def close(self) -> None:
@@ -213,7 +249,7 @@ def add_vip(sw: VipSwitch, ctx: SwapContext, name: str) -> str:
     if not sw.holders(ctx, name):
         sh.check(cmd_addr("add", s, iface), f"ip addr add {s.ip}", privileged=True)
     t0 = time.perf_counter()
-    for wait in (0.02, 0.5):  # a busy host may need longer to start arping
+    for wait in GARP_WAITS:  # a busy host may need longer to start arping
         out = sh.run(cmd_garp_sync(s, iface, wait), timeout=wait + 5, privileged=True).out
         if re.search(r"Sent [1-9]\d* probe", out):
             break
@@ -247,7 +283,7 @@ class VipRemove(Step):
         left = self.sw.holders(ctx, src)
         if left:
             raise StepError(f"VIP {s.ip} is still on {src} ({', '.join(left)}) after removal",
-                            remedy=f"check {src} by hand (`ip -4 addr`); see docs/vip.md")
+                            remedy=f"check {src} by hand (`ip -4 addr`); see {DOC}")
         return f"{s.ip} gone from {src} in {(time.perf_counter() - t0) * 1000:.1f} ms"
 
     def undo(self, ctx: SwapContext) -> str:
@@ -259,7 +295,7 @@ class VipRemove(Step):
         except RoleSwapError:
             if ctx.state.get("vip_add_sent"):
                 raise StepError(f"cannot check whether {ctx.target} holds the VIP; not re-adding it "
-                                f"on {ctx.source}", remedy="see docs/vip.md: remove it on "
+                                f"on {ctx.source}", remedy=f"see {DOC}: remove it on "
                                 f"{ctx.target} by hand, then `roleswap recover`") from None
             on_target = []
         if on_target:
@@ -298,7 +334,7 @@ class VipAdd(Step):
                 raise StepError(f"a new connection to VIP {s.ip} did not reach {dst} "
                                 f"(server_id {want}) within {s.verify_timeout:g}s; last: {seen}",
                                 remedy="check ARP caches / switches between clients and hosts; "
-                                       "see docs/vip.md")
+                                       f"see {DOC}")
             time.sleep(0.005)
         started = ctx.state.get("vip_remove_started")
         move_ms = (time.time() - started) * 1000 if started else float("nan")
@@ -314,7 +350,7 @@ class VipAdd(Step):
         for iface in ifaces:
             sh.check(cmd_addr("del", s, iface), f"ip addr del {s.ip}", privileged=True)
         if self.sw.holders(ctx, ctx.target):
-            raise StepError(f"VIP still on {ctx.target}", remedy="remove it by hand; see docs/vip.md")
+            raise StepError(f"VIP still on {ctx.target}", remedy=f"remove it by hand; see {DOC}")
         return (f"VIP removed from {ctx.target}" if ifaces else f"VIP was not on {ctx.target}") + \
             (f", {killed} arping stopped" if killed else "")
 

@@ -9,16 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from roleswap.errors import RoleSwapError
+from roleswap.remote import DOC
 from roleswap.switch.vip import (
-    TOOLS,
+    EXAMPLE_PID,
     VipSwitch,
-    cmd_addr,
-    cmd_garp_sync,
+    cmd_kill,
     cmd_link,
     cmd_missing_tools,
     interface,
     probe,
     server_id,
+    sudo_commands,
+    tools,
 )
 
 if TYPE_CHECKING:
@@ -89,30 +91,35 @@ def _host_checks(sw: VipSwitch, ctx: SwapContext, reachable: list[str]) -> list[
     out: list[Check] = []
     for name in (src, dst):
         sh = sw.shell(ctx, name)
-        missing = sh.check(cmd_missing_tools(), "looking for tools").split()
+        need = tools(sh.t.sudo)
+        missing = sh.check(cmd_missing_tools(sh.t.sudo), "looking for tools").split()
         if missing:
-            pkgs = ", ".join(f"{b} (package {TOOLS.get(b, b)})" for b in missing)
+            pkgs = ", ".join(f"{b} (package {need.get(b, b)})" for b in missing)
             out.append(Check.fail(f"tools {name}", f"missing on {name}: {pkgs}",
                                   f"install them on {name}, e.g. apt-get install -y "
-                                  + " ".join(sorted({TOOLS.get(b, b) for b in missing}))
+                                  + " ".join(sorted({need.get(b, b) for b in missing}))
                                   + " (or fix remote_path)"))
         else:
-            out.append(Check.ok(f"tools {name}", ", ".join(TOOLS)))
+            out.append(Check.ok(f"tools {name}", ", ".join(need)))
         iface = interface(ctx.config, name)
         if sh.run(cmd_link(iface)).rc != 0:
             out.append(Check.fail(f"interface {name}", f"{name} has no interface {iface!r}",
                                   f"set servers.{name}.interface to the interface of its LAN"))
         else:
             out.append(Check.ok(f"interface {name}", iface))
-        if sh.t.sudo:
-            for cmd in (cmd_addr("add", s, iface), cmd_addr("del", s, iface),
-                        cmd_garp_sync(s, iface, 0.02)):
-                if sh.run(f"sudo -n -l -- {cmd} >/dev/null").rc != 0:
-                    out.append(Check.fail(f"sudo {name}", f"sudo on {name} does not allow: {cmd}",
-                                          "add the sudo rules of docs/vip.md"))
-                    break
+        if sh.t.sudo and "sudo" not in missing:
+            # every command the steps run through sudo, exactly as they will be run
+            cmds = sudo_commands(s, iface)
+            denied = [c for c in cmds if sh.run(f"sudo -n -l -- {c} >/dev/null").rc != 0]
+            shown = ["kill PID" if c == cmd_kill([EXAMPLE_PID]) else c for c in denied]
+            if denied:
+                out.append(Check.fail(f"sudo {name}", f"sudo -n on {name} (user {sh.t.user}) does "
+                                      f"not allow: {'; '.join(shown)}",
+                                      f"allow exactly these for {sh.t.user}, NOPASSWD, in a sudoers "
+                                      f"drop-in on {name} (example: {DOC}, What the hosts need)"))
             else:
-                out.append(Check.ok(f"sudo {name}", "ip addr add/del and arping allowed"))
+                out.append(Check.ok(f"sudo {name}", f"sudo -n allows all {len(cmds)} commands "
+                                    "(ip addr add/del, arping" + (", kill)" if s.arping_count else ")")))
     holders = {n: sw.holders(ctx, n) for n in reachable}
     where = sorted(n for n, ifs in holders.items() if ifs)
     if where == [src]:
