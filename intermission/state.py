@@ -138,16 +138,22 @@ class Gate:
         """A request released by the pacer has finished."""
         self.leave(True)
 
-    def hold_thread(self) -> Waiter:
-        """Block the calling thread until released or ``max_hold``; see ``Waiter.state``."""
-        w = Waiter()
+    def _admit_or_enqueue(self, w: Waiter) -> bool:
+        """True if ``w`` is admitted at once (counted in flight); otherwise it is queued."""
         with self.lock:
             if self.open:
                 self.in_flight += 1
                 w.state = RELEASED
-                return w
+                return True
             self._enqueue(w)
         self.notify()  # status shows the held count live (the heartbeat coalesces bursts)
+        return False
+
+    def hold_thread(self) -> Waiter:
+        """Block the calling thread until released or ``max_hold``; see ``Waiter.state``."""
+        w = Waiter()
+        if self._admit_or_enqueue(w):
+            return w
         event = w.event
         if event is None:  # pragma: no cover - thread waiters always have one
             raise RuntimeError("thread waiter without an event")
@@ -164,13 +170,8 @@ class Gate:
         """Await release or ``max_hold`` without blocking the loop or any thread."""
         loop = asyncio.get_running_loop()
         w = Waiter(loop)
-        with self.lock:
-            if self.open:
-                self.in_flight += 1
-                w.state = RELEASED
-                return w
-            self._enqueue(w)
-        self.notify()
+        if self._admit_or_enqueue(w):
+            return w
         fut = w.future
         if fut is None:  # pragma: no cover - asyncio waiters always have one
             raise RuntimeError("asyncio waiter without a future")

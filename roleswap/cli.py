@@ -46,6 +46,13 @@ class Ctx:
         return self._config
 
 
+def echo_error(err: RoleSwapError) -> None:
+    """The one way an error reaches the terminal: the problem, then how to fix it."""
+    click.secho(f"error: {err.message}", fg="red", err=True)
+    if err.remedy:
+        click.echo(f"  fix: {err.remedy}", err=True)
+
+
 def report_errors(fn: F) -> F:
     """Turn RoleSwapError into a two-line message and its exit code."""
 
@@ -59,9 +66,7 @@ def report_errors(fn: F) -> F:
             if as_json:
                 click.echo(json.dumps({"ok": False, "error": e.as_dict()}))
             else:
-                click.secho(f"error: {e.message}", fg="red", err=True)
-                if e.remedy:
-                    click.echo(f"  fix: {e.remedy}", err=True)
+                echo_error(e)
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import pytest
 
 from roleswap.config import Config, load_config
 from roleswap.lab import Lab, lab_down, lab_up
+from roleswap.lab.mariadb import root_connect_socket
 from roleswap.lab.redis_server import RedisServer, start_redis
 
 
@@ -56,9 +57,7 @@ class RunningLab:
     def root(self, name: str) -> pymysql.connections.Connection:
         """A root connection (unix socket) to node ``name`` for test setup/inspection."""
         node = self.lab.node(name)
-        return pymysql.connect(unix_socket=str(Path(node.dir) / "mysqld.sock"), user="root",
-                               password="", autocommit=True, ssl_disabled=True,
-                               connect_timeout=5)
+        return root_connect_socket(Path(node.dir) / "mysqld.sock")
 
     def query(self, name: str, sql: str, args: object = None) -> list[tuple[object, ...]]:
         conn = self.root(name)

@@ -270,20 +270,13 @@ def start_sshd(directory: Path, name: str, ns: str, ip: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise LabError(f"sshd for {name} exited: {_tail(cfg.parent / 'sshd.log')}",
+            raise LabError(f"sshd for {name} exited: {procs.tail_log(cfg.parent / 'sshd.log')}",
                            remedy=f"see {cfg.parent / 'sshd.log'}")
         if procs.port_open(ip, SSH_PORT):
             return proc.pid
         time.sleep(0.02)
     raise LabError(f"sshd for {name} did not listen on {ip}:{SSH_PORT}",
                    remedy=f"see {cfg.parent / 'sshd.log'}")
-
-
-def _tail(path: Path) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-3:])
-    except OSError:
-        return "(no log)"
 
 
 def require_root() -> None:
@@ -400,7 +393,7 @@ def _start_mariadb(spec: Any, ns: str, bins: dict[str, str], template: Path,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LabError(f"mariadbd for {spec.name} exited with {proc.returncode}: "
-                           f"{_tail(spec.log)}", remedy=f"see {spec.log}")
+                           f"{procs.tail_log(spec.log)}", remedy=f"see {spec.log}")
         if spec.socket.exists():
             try:
                 mariadb.root_connect(spec, timeout=1.0).close()

@@ -194,7 +194,7 @@ def _start_with_retry(
             mariadb.start_node(s, bins, template, on_spawn=on_spawn)
             return s
         except LabError:
-            if attempt == 2 or "Address already in use" not in mariadb._tail(spec.log, 20):
+            if attempt == 2 or "Address already in use" not in procs.tail_log(spec.log, 20):
                 raise
             with lock:
                 port = procs.free_port(avoid=used)
@@ -341,9 +341,7 @@ def _answers(n: LabNode) -> bool:
     if n.kind in ("redis", "sshd"):
         return procs.port_open(n.host, n.port)
     try:
-        conn = pymysql.connect(unix_socket=str(Path(n.dir) / "mysqld.sock"), user="root",
-                               password="", connect_timeout=1, ssl_disabled=True)
+        mariadb.root_connect_socket(Path(n.dir) / "mysqld.sock", timeout=1).close()
     except pymysql.err.MySQLError:
         return False
-    conn.close()
     return True

@@ -156,7 +156,7 @@ def start_node(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LabError(
-                f"mariadbd for {spec.name} exited with code {proc.returncode}: {_tail(spec.log)}",
+                f"mariadbd for {spec.name} exited with code {proc.returncode}: {procs.tail_log(spec.log)}",
                 remedy=f"see {spec.log}",
             )
         if spec.socket.exists():
@@ -173,17 +173,14 @@ def start_node(
 
 def root_connect(spec: NodeSpec, timeout: float = 5.0) -> pymysql.connections.Connection:
     """Root over the node's unix socket (root has no password and no TCP access in the lab)."""
+    return root_connect_socket(spec.socket, timeout)
+
+
+def root_connect_socket(socket: Path | str, timeout: float = 5.0) -> pymysql.connections.Connection:
     return pymysql.connect(
-        unix_socket=str(spec.socket), user="root", password="", connect_timeout=timeout,
+        unix_socket=str(socket), user="root", password="", connect_timeout=timeout,
         autocommit=True, ssl_disabled=True,
     )
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,14 @@ def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> subprocess.Pop
         )
 
 
+def tail_log(path: Path, lines: int = 3) -> str:
+    """The last ``lines`` lines of a log, joined on one line (for error messages)."""
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def cmdline(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -64,7 +64,7 @@ def start_redis(
                 return server
             time.sleep(0.01)
         server.stop(1.0)
-        last_error = _tail(workdir / "redis.log")
+        last_error = procs.tail_log(workdir / "redis.log")
         if port is not None:
             break
     raise LabError(
@@ -84,8 +84,3 @@ def _ping(host: str, port: int) -> bool:
         return False
 
 
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from roleswap.cli import echo_error
 from roleswap.config import Config
 from roleswap.errors import PreflightError, RoleSwapError
 from roleswap.swap.context import SwapContext, SwapOptions
@@ -120,9 +121,7 @@ def report(result: SwapResult, as_json: bool, base: dict[str, Any]) -> int:
                         f"pause {pause}, writes blocked {block}, total {result.total_ms:.0f} ms",
                         fg="green")
         elif result.error is not None:
-            click.secho(f"error: {result.error.message}", fg="red", err=True)
-            if result.error.remedy:
-                click.echo(f"  fix: {result.error.remedy}", err=True)
+            echo_error(result.error)
     return 0 if result.error is None else result.error.exit_code
 
 
@@ -130,8 +129,7 @@ def _finish_error(err: RoleSwapError, as_json: bool, base: dict[str, Any]) -> No
     if as_json:
         click.echo(json.dumps({"ok": False, **base, "rolled_back": False, "error": err.as_dict()}))
     else:
-        click.secho(f"error: {err.message}", fg="red", err=True)
-        click.echo(f"  fix: {err.remedy}", err=True)
+        echo_error(err)
 
 
 def run_recover_command(config: Config, *, yes: bool, as_json: bool) -> int:

@@ -117,10 +117,7 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
                 res.error = after_ponr_error(ctx, plan, step, err)
             else:
                 res.error = rollback(ctx, [*done, step], res, show, err)
-            res.marks["end"] = time.perf_counter()
-            res.notes += ctx.notes
-            res.vip_move_ms = ctx.state.get("vip_move_ms")
-            return res
+            return _finished(res, ctx)
         res.marks[f"{step.name}.end"] = t1
         ms = (t1 - t0) * 1000
         res.steps.append(StepResult(step.name, "done", ms, detail))
@@ -128,6 +125,10 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
         done.append(step)
         passed_ponr = passed_ponr or step.ponr
     ctx.journal.set_phase("done")
+    return _finished(res, ctx)
+
+
+def _finished(res: SwapResult, ctx: SwapContext) -> SwapResult:
     res.marks["end"] = time.perf_counter()
     res.notes += ctx.notes
     res.vip_move_ms = ctx.state.get("vip_move_ms")

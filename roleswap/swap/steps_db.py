@@ -69,10 +69,16 @@ def replica_rows(ctx: SwapContext, name: str) -> list[dict[str, Any]]:
     return ctx.run(name, [ctx.dialect(name).replica_status()])
 
 
+def replication_host(ctx: SwapContext, name: str) -> str:
+    """The host other servers use to replicate from ``name`` (servers.<n>.replication_host)."""
+    s = ctx.server(name)
+    return str(s.extra.get("replication_host", s.host))
+
+
 def replicates_from(ctx: SwapContext, name: str, source: str) -> tuple[bool, bool]:
     """(configured to replicate from ``source``, both threads running)."""
     src = ctx.server(source)
-    host = str(src.extra.get("replication_host", src.host))
+    host = replication_host(ctx, source)
     for row in replica_rows(ctx, name):
         r = ReplicaStatus.from_row(row)
         if r.source_host == host and r.source_port == src.port:
@@ -84,7 +90,7 @@ def point_to(ctx: SwapContext, name: str, source: str, start_at: dict[str, Any] 
     """Statements making ``name`` a replica of ``source`` (by GTID, or at ``start_at``)."""
     d = ctx.dialect(name)
     src = ctx.server(source)
-    host = str(src.extra.get("replication_host", src.host))
+    host = replication_host(ctx, source)
     repl = ctx.config.replication
     if mode(ctx).name == "gtid":
         return d.point_to_source_gtid(host, src.port, repl.user, repl.password.reveal())
@@ -226,8 +232,8 @@ class Demote(Step):
             if mode(ctx).name == "gtid":
                 src = ctx.server(ctx.target)
                 repl = ctx.config.replication
-                stmts = d.demote_to_replica(str(src.extra.get("replication_host", src.host)),
-                                            src.port, repl.user, repl.password.reveal())
+                stmts = d.demote_to_replica(replication_host(ctx, ctx.target), src.port,
+                                            repl.user, repl.password.reveal())
             else:
                 stmts = point_to(ctx, ctx.source, ctx.target, ctx.state.get("promoted_at"))
             ctx.run(ctx.source, stmts)

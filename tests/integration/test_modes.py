@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from roleswap.lab import lab_down, lab_up
@@ -33,16 +34,17 @@ def filepos_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab
 
 
 def using_gtid(lab: RunningLab) -> dict[str, str]:
+    """Using_Gtid of every replica (nodes without replication are left out)."""
     out = {}
     for n in ("db1", "db2", "db3"):
-        rows = lab.query(n, "SHOW ALL SLAVES STATUS")
-        if rows:
-            conn = lab.root(n)
-            with conn.cursor() as cur:
+        conn = lab.root(n)
+        try:
+            with conn.cursor(pymysql.cursors.DictCursor) as cur:
                 cur.execute("SHOW ALL SLAVES STATUS")
-                cols = [d[0] for d in cur.description or ()]
-                row = dict(zip(cols, cur.fetchone() or (), strict=False))
+                row = cur.fetchone()
+        finally:
             conn.close()
+        if row:
             out[n] = str(row["Using_Gtid"])
     return out
 
