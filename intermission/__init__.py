@@ -17,6 +17,7 @@ from intermission.errors import (
     ProtocolError,
     RedisUnavailableError,
 )
+from intermission.handle import Reassertion, describe_resume
 from intermission.store import ResumeOutcome
 
 __all__ = [
@@ -27,8 +28,10 @@ __all__ = [
     "PauseConflictError",
     "PauseHandle",
     "ProtocolError",
+    "Reassertion",
     "RedisUnavailableError",
     "ResumeOutcome",
     "Status",
+    "describe_resume",
     "start_all",
 ]

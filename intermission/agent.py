@@ -6,6 +6,14 @@
   with a local deadline computed from the Redis TTL on this host's monotonic clock, so
   a pause ends at its expiry here even if Redis is gone, and clock skew between hosts
   does not matter.
+* Release rule: a paused process releases its held requests ONLY on (a) a resume for
+  its pause token -- the ``resume`` event, or a ``resumed`` record carrying that token
+  (a missed event) -- or (b) its local deadline.  A pause key that vanished (Redis
+  restarted without persistence, a failover, a ``DEL``) ends nothing: the process keeps
+  holding until its deadline, while the pauser re-asserts the lease (which refreshes
+  the deadline) or resumes it.  A process that never saw a pause still fails open.
+  A token that was resumed never pauses this process again (stale events, or a lease
+  re-created after the resume record was lost).
 * Heartbeat: writes this process's :class:`~intermission.protocol.ProcessInfo` with a
   TTL every ``heartbeat_interval``, and at once (with an ack notification) whenever the
   gate asks -- on pause/resume and on every in-flight change while paused.
@@ -31,6 +39,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -79,7 +88,9 @@ class Agent:
         self.redis_ok = False
         self._start_lock = threading.Lock()
         self._last_warn = -WARN_EVERY
-        self._ended: deque[str] = deque(maxlen=64)
+        self._ended: deque[str] = deque(maxlen=64)  # released here: resumed or expired
+        self._resumed: deque[str] = deque(maxlen=64)  # released here by a resume
+        self._missing: str | None = None  # paused token whose key we found gone (logged)
         self._stop = threading.Event()
         self._beat_now = threading.Event()
         self.proc_id = ""
@@ -138,6 +149,7 @@ class Agent:
         self.started = False
         self.redis_ok = False
         self.store = None
+        self._missing = None
         self.gate.reset()
 
     # ------------------------------------------------------------ watcher
@@ -190,25 +202,47 @@ class Agent:
             state = store.read()
         except ProtocolError as exc:
             self._warn(f"intermission: unreadable pause key for scope {self.scope!r} ({exc}); "
-                       "treating as not paused")
+                       "treating it as absent")
             self._apply_absent(None)
             return
-        if state.lease is not None and state.ttl_remaining:
-            if state.lease.token in self._ended and state.ttl_remaining < ENDED_GRACE:
+        lease = state.lease
+        if lease is not None and state.ttl_remaining:
+            if lease.token in self._resumed:
+                self.gate.mark_synced()
+                return  # resumed already: a re-created lease of it must not re-pause us
+            if lease.token in self._ended and state.ttl_remaining < ENDED_GRACE:
                 return  # we just released it at its expiry; Redis is a few ms behind
-            deadline = time.monotonic() + state.ttl_remaining
-            self.gate.apply_pause(state.lease.token, deadline)
+            self._missing = None
+            self.gate.apply_pause(lease.token, time.monotonic() + state.ttl_remaining)
         else:
             self._apply_absent(state.last_resume)
 
     def _apply_absent(self, last: p.ResumeRecord | None) -> None:
+        """No (readable) lease in Redis.  Not paused: we are in sync (requests pass).
+        Paused: release only if ``last`` is the resume of our token; otherwise the key
+        was lost and we hold on until the local deadline (or a resume / re-assertion)."""
         gate = self.gate
         token = gate.token
-        if token is not None:
-            payload = last.payload if last is not None and last.token == token else None
-            self._ended.append(token)
-            gate.apply_resume(token, payload)
-        gate.mark_synced()
+        if token is None:
+            gate.mark_synced()
+            return
+        if last is not None and last.token == token:
+            self._resumed_here(token, last.payload)
+            return
+        if self._missing != token:
+            self._missing = token
+            left = max(0.0, gate.deadline - time.monotonic())
+            log.warning("intermission: the key of pause %s of scope %r is gone from Redis "
+                        "(restarted without persistence, or deleted) and it was not resumed; "
+                        "still holding requests until the pauser re-asserts or resumes it, "
+                        "at most until its local expiry in %.1fs", token, self.scope, left)
+
+    def _resumed_here(self, token: str, payload: dict[str, Any] | None) -> None:
+        self._ended.append(token)
+        self._resumed.append(token)
+        if self._missing == token:
+            self._missing = None
+        self.gate.apply_resume(token, payload)
 
     def _on_event(self, raw: bytes | str) -> None:
         try:
@@ -217,15 +251,19 @@ class Agent:
             log.debug("intermission: ignoring bad event: %s", exc)
             return
         if event.type == "resume":
-            self._ended.append(event.token)
-            self.gate.apply_resume(event.token, event.payload)
+            self._resumed_here(event.token, event.payload)
         elif event.token not in self._ended:  # a stale pause/renew must not re-pause
+            if self._missing == event.token:
+                self._missing = None
+                log.warning("intermission: pause %s of scope %r was re-asserted; holding on",
+                            event.token, self.scope)
             self.gate.apply_pause(event.token, time.monotonic() + event.ttl_ms / 1000)
 
     def _check_expiry(self, now: float) -> None:
         token = self.gate.expired_token(now)
         if token is not None:
             self._ended.append(token)
+            self._missing = None
             log.warning("intermission: pause %s of scope %r reached its expiry; releasing",
                         token, self.scope)
             self.gate.apply_resume(token, None)
@@ -239,9 +277,13 @@ class Agent:
     def _unreachable(self, exc: BaseException) -> None:
         self.redis_ok = False
         where = p.mask_url(self.redis_url) if self.redis_url else "the given Redis client"
-        held = " (the current pause still ends at its expiry)" if self.gate.paused else ""
-        self._warn(f"intermission: Redis unreachable at {where}: {exc}; "
-                   f"requests pass (fail open){held}; retrying in the background")
+        if self.gate.paused:
+            what = ("requests stay held until a resume or the pause's local expiry in "
+                    f"{max(0.0, self.gate.deadline - time.monotonic()):.1f}s")
+        else:
+            what = "requests pass (fail open)"
+        self._warn(f"intermission: Redis unreachable at {where}: {exc}; {what}; "
+                   "retrying in the background")
         self.gate.mark_synced()
 
     def _warn(self, message: str) -> None:

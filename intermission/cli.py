@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from intermission import protocol as p
-from intermission.controller import Controller, Status
+from intermission.controller import Controller, Status, describe_resume
 from intermission.errors import IntermissionError, LeaseLostError, PauseConflictError
 from intermission.metrics import hold_quantile
 from intermission.store import ResumeOutcome
@@ -121,7 +121,10 @@ def pause(ctx: click.Context, scope: str, ttl: float, reason: str, owner: str | 
 @click.pass_context
 @_errors
 def resume(ctx: click.Context, scope: str, token: str | None, payload: str | None) -> None:
-    """End a pause; held requests are released at once."""
+    """End a pause; held requests are released at once.
+
+    If the pause key was lost (Redis restarted without persistence) while app processes
+    still hold requests for the pause, the resume is published anyway and says so."""
     data = None
     if payload is not None:
         try:
@@ -135,6 +138,8 @@ def resume(ctx: click.Context, scope: str, token: str | None, payload: str | Non
         ResumeOutcome.NOT_PAUSED: f"scope {scope!r} is not paused (nothing to do)",
         ResumeOutcome.TOKEN_MISMATCH: f"scope {scope!r} is paused under another token; "
                                       "it was NOT ended",
+        ResumeOutcome.RESUMED_AFTER_LOSS: f"resumed scope {scope!r}: "
+                                          + describe_resume(ResumeOutcome.RESUMED_AFTER_LOSS),
     }
     click.echo(messages[outcome])
     sys.exit(4 if outcome is ResumeOutcome.TOKEN_MISMATCH else 0)
@@ -162,6 +167,10 @@ def render_status(st: Status) -> str:
         if st.last_resume is not None:
             lines.append(f"last resume: {_when(st.last_resume.at)} "
                          f"({now - st.last_resume.at:.1f}s ago, token {st.last_resume.token})")
+        for token in sorted({i.acked_token for i in st.processes if i.paused and i.acked_token}):
+            lines.append(f"WARNING:   processes still hold requests for pause {token}, whose key "
+                         "is gone (Redis restarted?); they release at its expiry, or now with: "
+                         f"intermission resume --scope {st.scope} --token {token}")
     else:
         le = st.lease
         left = st.ttl_remaining if st.ttl_remaining is not None else le.expires_at - now

@@ -12,7 +12,9 @@
 A pause is a lease with a TTL: if this process dies, the pause ends by itself at
 expiry everywhere.  Resuming with a stale token never ends a newer pause.  A crashed
 pauser's successor can end the pause it journaled: ``Controller(...).resume(token=t)``
-or ``Controller(...).attach(t)``.
+or ``Controller(...).attach(t)``.  If the pause key was lost (Redis restarted) while
+the pause is still in force, the handle re-asserts it and a resume still ends it
+everywhere (see :mod:`intermission.handle`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ import contextlib
 import getpass
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from types import TracebackType
 from typing import Any, TypeVar
 
 import redis
@@ -37,10 +37,14 @@ from intermission.errors import (
     ProtocolError,
     RedisUnavailableError,
 )
+from intermission.handle import PauseHandle, Reassertion, describe_resume
 from intermission.store import LeaseState, ResumeOutcome, SetLease, Store
 
 log = logging.getLogger("intermission")
 T = TypeVar("T")
+
+__all__ = ["Controller", "DrainReport", "PauseHandle", "Reassertion", "Status",
+           "describe_resume", "pending_for"]
 
 
 @dataclass(frozen=True)
@@ -109,86 +113,6 @@ def pending_for(token: str, processes: list[p.ProcessInfo]) -> list[tuple[p.Proc
     return out
 
 
-class PauseHandle:
-    """A pause we hold.  Renewed in a background thread when ``auto_renew`` (every
-    ttl/3); :attr:`lost` says why renewal stopped if the lease went away under us."""
-
-    def __init__(self, controller: Controller, lease: p.Lease, auto_renew: bool) -> None:
-        self.controller = controller
-        self.lease = lease
-        self.lost: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if auto_renew:
-            self._thread = threading.Thread(
-                target=self._renew_loop, name="intermission-renew", daemon=True
-            )
-            self._thread.start()
-
-    @property
-    def token(self) -> str:
-        return self.lease.token
-
-    def renew(self) -> p.Lease:
-        """Extend the lease by its ttl from now; LeaseLostError if it is not ours any more."""
-        now = time.time()
-        new = p.Lease(self.token, self.lease.reason, self.lease.owner, self.lease.started_at,
-                      now + self.lease.ttl, self.lease.ttl)
-        res = self.controller._call(lambda: self.controller.store.set_lease(new, renew=True))
-        if res.outcome is not SetLease.OK:
-            who = f" (now held by token {res.current.token})" if res.current else ""
-            raise LeaseLostError(
-                f"pause {self.token} of scope {self.controller.scope!r} is no longer ours: "
-                f"{res.outcome.value}{who}",
-                remedy="start a new pause if the work must continue paused",
-            )
-        self.lease = new
-        return new
-
-    def _renew_loop(self) -> None:
-        interval = max(0.05, self.lease.ttl / 3)
-        wait = interval
-        while not self._stop.wait(wait):
-            try:
-                self.renew()
-                wait = interval
-            except LeaseLostError as exc:
-                self.lost = str(exc)
-                log.warning("intermission: %s", exc)
-                return
-            except RedisUnavailableError as exc:
-                log.warning("intermission: renewing pause %s failed, retrying: %s",
-                            self.token, exc)
-                wait = min(0.5, interval)
-
-    def stop_renewing(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(2.0)
-
-    def wait_drained(self, timeout: float) -> DrainReport:
-        return self.controller.wait_drained(self.token, timeout)
-
-    def resume(self, payload: dict[str, Any] | None = None) -> ResumeOutcome:
-        """End this pause (idempotent: a second call reports ``ALREADY_RESUMED``)."""
-        self.stop_renewing()
-        return self.controller.resume(token=self.token, payload=payload)
-
-    def __enter__(self) -> PauseHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.resume()
-        except RedisUnavailableError:
-            if exc is None:
-                raise
-            log.exception("intermission: could not resume %s (it ends at its TTL)", self.token)
-
-
 class Controller:
     """Pause control for one scope.  ``redis``: a client or a URL (we then use short
     socket timeouts so no call can hang)."""
@@ -234,16 +158,18 @@ class Controller:
             reason=reason, owner=owner if owner is not None else default_owner(),
             started_at=now, expires_at=now + ttl, ttl=ttl,
         )
+        sent = time.monotonic()
         res = self._call(lambda: self.store.set_lease(lease, renew=False))
         if res.outcome is SetLease.ALREADY_RESUMED:
             raise LeaseLostError(f"pause {lease.token} was already resumed",
                                  remedy="use a new token for a new pause")
         if res.outcome is SetLease.CONFLICT:
             raise conflict(self.scope, res.current, res.current_ttl)
-        return PauseHandle(self, lease, auto_renew)
+        return PauseHandle(self, lease, auto_renew, valid_until=sent + ttl)
 
     def attach(self, token: str, *, auto_renew: bool = False) -> PauseHandle:
         """A handle on the active pause ``token`` (e.g. after the pauser crashed)."""
+        sent = time.monotonic()
         state = self.read()
         if state.lease is None or state.lease.token != token:
             raise LeaseLostError(
@@ -251,19 +177,41 @@ class Controller:
                 + (f" (active: {state.lease.token})" if state.lease else ""),
                 remedy="nothing to resume; check `intermission status`",
             )
-        return PauseHandle(self, state.lease, auto_renew)
+        left = state.ttl_remaining if state.ttl_remaining is not None else state.lease.ttl
+        return PauseHandle(self, state.lease, auto_renew, valid_until=sent + left)
 
-    def resume(self, token: str | None = None,
-               payload: dict[str, Any] | None = None) -> ResumeOutcome:
-        """End pause ``token`` (None: whichever pause is active now)."""
+    def resume(self, token: str | None = None, payload: dict[str, Any] | None = None, *,
+               in_force: bool = False) -> ResumeOutcome:
+        """End pause ``token`` (None: whichever pause is active now).
+
+        If the pause key is gone but the pause is still in force -- ``in_force`` (the
+        caller's lease is valid by its own clock: :class:`PauseHandle` passes it) or a
+        live process reports holding requests for it -- the resume is written and
+        published anyway and ``RESUMED_AFTER_LOSS`` is returned, never ``NOT_PAUSED``."""
         if token is None:
             state = self.read()
-            if state.lease is None:
-                return ResumeOutcome.NOT_PAUSED
-            token = state.lease.token
-        tok = token
-        outcome, _current = self._call(lambda: self.store.resume(tok, payload, time.time()))
+            if state.lease is not None:
+                return self._resume_one(state.lease.token, payload, lost_ok=False)
+            outcomes = [self._resume_one(t, payload, lost_ok=True) for t in self.held_tokens()]
+            if ResumeOutcome.RESUMED_AFTER_LOSS in outcomes:
+                return ResumeOutcome.RESUMED_AFTER_LOSS
+            return ResumeOutcome.NOT_PAUSED
+        outcome = self._resume_one(token, payload, lost_ok=in_force)
+        if outcome is ResumeOutcome.NOT_PAUSED and token in self.held_tokens():
+            outcome = self._resume_one(token, payload, lost_ok=True)
         return outcome
+
+    def _resume_one(self, token: str, payload: dict[str, Any] | None, *,
+                    lost_ok: bool) -> ResumeOutcome:
+        outcome, _current = self._call(
+            lambda: self.store.resume(token, payload, time.time(), lost_ok=lost_ok))
+        return outcome
+
+    def held_tokens(self) -> list[str]:
+        """Pause tokens that live processes report holding requests for right now (from
+        their heartbeats): a pause still in force there even if its key is gone."""
+        procs = self._call(self.store.processes)
+        return sorted({i.acked_token for i in procs if i.paused and i.acked_token})
 
     def read(self) -> LeaseState:
         try:
@@ -278,10 +226,13 @@ class Controller:
         procs = self._call(self.store.processes)
         return Status(self.scope, state.lease, state.ttl_remaining, procs, state.last_resume)
 
-    def wait_drained(self, token: str, timeout: float) -> DrainReport:
+    def wait_drained(self, token: str, timeout: float, *,
+                     in_force: Callable[[], bool] | None = None) -> DrainReport:
         """Return once every live process acknowledged ``token`` with 0 in flight, or at
         ``timeout`` (seconds) with who has not.  Wakes on ack notifications, polls every
-        100 ms as a fallback; Redis errors are retried until the timeout, never raised."""
+        100 ms as a fallback; Redis errors are retried until the timeout, never raised.
+        A missing key ends the wait as "no longer active" unless ``in_force()`` says the
+        pause still holds (the key was lost, e.g. Redis restarted) and it was not resumed."""
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
             raise ValueError(f"timeout must be a number of seconds >= 0; got {timeout!r}")
         start = time.monotonic()
@@ -294,7 +245,10 @@ class Controller:
                     state = self.store.read()
                     procs = self.store.processes()
                     error = None
-                    if state.lease is None or state.lease.token != token:
+                    lost_key = (state.lease is None and in_force is not None and in_force()
+                                and (state.last_resume is None
+                                     or state.last_resume.token != token))
+                    if not lost_key and (state.lease is None or state.lease.token != token):
                         error = "the pause is no longer active (expired, resumed or replaced)"
                 except (redis.RedisError, OSError, ProtocolError) as exc:
                     error = f"Redis: {exc}"

@@ -5,6 +5,13 @@ happen together: a pause replaces a lease only if it carries the same token, ren
 resume act only if the token matches (a stale resume can never end a newer pause -- the
 PgBouncer #715 class of bug), and a resume of an already-resumed token is reported, not
 repeated.
+
+A lease can vanish without anyone resuming it: a Redis restart without persistence, a
+failover to a replica that lacked the key, a ``DEL``.  App processes keep holding until
+their local deadline in that case, so the pauser re-creates the lease with the same token
+(``set_lease(renew=False)`` refuses if that token was resumed meanwhile), and a resume
+with ``lost_ok`` still ends the pause everywhere by writing the resume record and
+publishing the resume event although the key is gone.
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ if not cur then
     local ok, obj = pcall(cjson.decode, done)
     if ok and type(obj) == 'table' and obj['token'] == ARGV[1] then return {2} end
   end
-  return {0}
+  if ARGV[6] ~= '1' then return {0} end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return {3}
 end
 local ok, obj = pcall(cjson.decode, cur)
 if (not ok) or type(obj) ~= 'table' or obj['token'] ~= ARGV[1] then
@@ -84,16 +94,25 @@ class SetLease(Enum):
     OK = "ok"
     CONFLICT = "conflict"  # another token holds the lease (see ``current``)
     ALREADY_RESUMED = "already_resumed"  # pause with a token that was resumed already
-    LOST = "lost"  # renew of a lease that is gone (expired or resumed)
+    LOST = "lost"  # renew of a lease that is gone (expired, resumed, or lost with Redis data)
 
 
 class ResumeOutcome(Enum):
-    """Outcome of a resume.  Only ``RESUMED`` changed anything."""
+    """Outcome of a resume.  Only ``RESUMED`` and ``RESUMED_AFTER_LOSS`` ended a pause
+    (see :attr:`ended`)."""
 
     RESUMED = "resumed"
     ALREADY_RESUMED = "already_resumed"  # duplicate call: that token was resumed before
     NOT_PAUSED = "not_paused"  # no lease (never paused or it expired)
     TOKEN_MISMATCH = "token_mismatch"  # noqa: S105 - a different pause is active; it was NOT ended
+    # the key was gone (lost, e.g. Redis restarted) while the pause was still in force:
+    # the resume record and event were written anyway, so every holder released
+    RESUMED_AFTER_LOSS = "resumed_after_loss"
+
+    @property
+    def ended(self) -> bool:
+        """True if this resume ended the pause (app processes release their requests)."""
+        return self in (ResumeOutcome.RESUMED, ResumeOutcome.RESUMED_AFTER_LOSS)
 
 
 @dataclass(frozen=True)
@@ -159,20 +178,29 @@ class Store:
         )
 
     def resume(
-        self, token: str, payload: dict[str, Any] | None, now: float
+        self, token: str, payload: dict[str, Any] | None, now: float, *, lost_ok: bool = False
     ) -> tuple[ResumeOutcome, p.Lease | None]:
-        """End the pause ``token`` (only that one) and publish ``payload``."""
+        """End the pause ``token`` (only that one) and publish ``payload``.
+
+        ``lost_ok``: the caller knows the pause ``token`` is still in force although its
+        key may be gone (lost in a Redis restart).  If the key is absent and ``token`` was
+        not resumed already, the resume record is written and the resume event published
+        anyway (``RESUMED_AFTER_LOSS``), so processes still holding ``token`` release.
+        Another token's lease is never touched (``TOKEN_MISMATCH``)."""
         p.validate_token(token)
         payload = p.validate_payload(payload)
         record = p.ResumeRecord(token, payload, now)
         event = p.Event("resume", token, payload=payload)
         raw = self._resume(
             keys=[self.lease_key, self.resumed_key],
-            args=[token, record.encode(), p.RESUMED_TTL_MS, self.events, event.encode()],
+            args=[token, record.encode(), p.RESUMED_TTL_MS, self.events, event.encode(),
+                  "1" if lost_ok else "0"],
         )
         code = int(raw[0])
         if code == 1:
             return ResumeOutcome.RESUMED, None
+        if code == 3:
+            return ResumeOutcome.RESUMED_AFTER_LOSS, None
         if code == 2:
             return ResumeOutcome.ALREADY_RESUMED, None
         if code == 0:

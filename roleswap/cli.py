@@ -29,7 +29,10 @@ Exit codes:
   2  usage or config error
   3  refused by preflight (nothing changed)
   4  failed and rolled back (nothing changed)
-  5  failed after the point of no return (run `roleswap recover`)"""
+  5  failed after the point of no return (run `roleswap recover`)
+  6  failed before the point of no return and the rollback failed too (run `roleswap recover`)
+  7  recover cannot decide safely: it changed nothing and printed the manual steps
+  8  status --check-health: the cluster is unhealthy (the one-line summary says why)"""
 
 
 class Ctx:
@@ -101,6 +104,9 @@ def report_errors(fn: F) -> F:
               metavar="S", help="lock_wait_timeout for SET GLOBAL read_only on the old primary.")
 @click.option("--long-trx", type=click.FloatRange(min=0), default=10.0, show_default=True,
               metavar="S", help="Refuse if a transaction on --from has run longer than S seconds.")
+@click.option("--kill-privileged", is_flag=True,
+              help="Kill sessions on --from that can write through read_only (READ ONLY ADMIN) "
+                   "right after the fence, instead of refusing the swap.")
 @click.pass_context
 @report_errors
 def cli(ctx: click.Context, config_path: str | None, source: str | None, target: str | None,
@@ -130,31 +136,49 @@ def cli(ctx: click.Context, config_path: str | None, source: str | None, target:
     sys.exit(run_swap_command(ctx.obj.config, source, target, opts))
 
 
+UNHEALTHY_EXIT = 8  # `status --check-health` (no other outcome uses it)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--check-health", is_flag=True,
+              help="For monitoring: print one summary line; exit 8 unless exactly one server is "
+                   "writable, replication has no cycle and no stopped/broken thread, every server "
+                   "can be read and no swap was interrupted.")
 @click.pass_obj
 @report_errors
-def status(obj: Ctx, as_json: bool) -> None:
-    """Show every configured server: role, read_only, replication, lag, GTID position."""
+def status(obj: Ctx, as_json: bool, check_health: bool) -> None:
+    """Show every configured server: role, read_only, replication, lag, GTID position,
+    with a DANGER line when not exactly one server is writable or replication loops."""
     from roleswap.status import render_status, status_data
 
     data = status_data(obj.config)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
+    elif check_health:
+        click.echo(data["health"]["summary"])
     else:
-        click.echo(render_status(data))
+        for line in render_status(data, obj.config.source).splitlines():
+            loud = line.startswith(("DANGER", "INTERRUPTED", "SWAP IN PROGRESS"))
+            click.secho(line, fg="red" if loud else None, bold=loud)
+    if check_health and not data["health"]["ok"]:
+        sys.exit(UNHEALTHY_EXIT)
 
 
 @cli.command()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--abandon", is_flag=True,
+              help="After repairing the cluster by hand: close the interrupted swap's journal, "
+                   "end its pause and lock, change no server.")
 @click.pass_obj
 @report_errors
-def recover(obj: Ctx, yes: bool, as_json: bool) -> None:
-    """Finish (after the point of no return) or roll back (before it) an interrupted swap."""
+def recover(obj: Ctx, yes: bool, as_json: bool, abandon: bool) -> None:
+    """Finish or roll back an interrupted swap, deciding from what the servers say now
+    and what the journal says the swap meant to do (idempotent)."""
     from roleswap.swap.command import run_recover_command
 
-    sys.exit(run_recover_command(obj.config, yes=yes, as_json=as_json))
+    sys.exit(run_recover_command(obj.config, yes=yes, as_json=as_json, abandon=abandon))
 
 
 @cli.group()

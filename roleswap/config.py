@@ -2,8 +2,10 @@
 
 Only *addresses and credentials* come from the config; roles (who is primary)
 are always read fresh from the servers.  Every validation failure raises
-:class:`ConfigError` naming the key and how to fix it.  Secrets are wrapped in
-:class:`Secret` so they never show up in a repr, a log line or an exception.
+:class:`ConfigError` naming the key and how to fix it; a key that is not in
+:data:`roleswap.config_keys.SECTIONS` is refused (naming the nearest valid key).
+Secrets are wrapped in :class:`Secret` so they never show up in a repr, a log
+line or an exception.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from intermission.protocol import mask_url
+from roleswap.config_keys import check_keys
 from roleswap.errors import ConfigError
 
 __all__ = ["Config", "Credentials", "LabConfig", "Secret", "ServerConfig", "load_config",
@@ -26,6 +29,7 @@ SWITCH_METHODS = ("endpoint", "hook", "vip", "none")
 # Names end up in Redis keys, file names and (quoted) shell commands: keep them boring.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class Secret:
@@ -138,12 +142,22 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate ``data`` (a parsed TOML document) into a :class:`Config`.
+
+    Raises :class:`ConfigError` (exit 2) for an unknown key anywhere, a missing or
+    ill-typed value, or an unusable name, host or URL; nothing is contacted.
+    """
+    check_keys(data, source)
     r = _Reader(source, base_dir or Path.cwd())
     cluster = r.name(data, "cluster")
     mysql = r.credentials(r.table(data, "mysql"), "mysql")
     replication = r.credentials(r.table(data, "replication"), "replication")
     redis_t = r.table(data, "redis", required=False)
     redis_url = r.secret(redis_t, "redis", "url", required=False)
+    if redis_url is not None and not redis_url.reveal().startswith(_REDIS_SCHEMES):
+        raise ConfigError(f"{source}: redis.url must start with "
+                          f"{', '.join(_REDIS_SCHEMES)}",
+                          remedy='e.g. url = "redis://:password@redis.internal:6379/0"')
     inter = r.table(data, "intermission", required=False)
     scope = r.name(inter, "scope", prefix="intermission", default=cluster)
     switch_t = dict(r.table(data, "switch", required=False))
@@ -167,6 +181,14 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
             )
         servers[name] = r.server(name, st)
     hooks_t = r.table(data, "hooks", required=False)
+    for k, v in hooks_t.items():
+        if k == "timeout":
+            if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+                raise ConfigError(f"{source}: hooks.timeout must be a positive number of seconds",
+                                  remedy="e.g. timeout = 30")
+        elif not isinstance(v, str) or not v.strip():
+            raise ConfigError(f"{source}: hooks.{k} must be a command string",
+                              remedy=f'e.g. {k} = "/usr/local/bin/my-hook --flag"')
     hooks = {str(k): str(v) for k, v in hooks_t.items()}
     lab_t = r.table(data, "lab", required=False)
     lab = None
@@ -299,6 +321,17 @@ class _Reader:
             raise ConfigError(
                 f"{self.source}: servers.{name}.port must be an integer 1-65535",
                 remedy="e.g. port = 3306",
+            )
+        for key in ("socket", "replication_host", "ssl_ca"):
+            value = t.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{self.source}: servers.{name}.{key} must be a non-empty string",
+                                  remedy=f'quote it: {key} = "..."')
+        rh = t.get("replication_host")
+        if rh is not None and not _HOST_RE.match(rh):
+            raise ConfigError(
+                f"{self.source}: servers.{name}.replication_host = {rh!r} is not a host name or address",
+                remedy="use a DNS name or an IP address (no spaces or shell characters)",
             )
         sock = t.get("socket")
         extra = {k: v for k, v in t.items() if k not in ("host", "port", "socket")}

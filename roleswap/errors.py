@@ -47,7 +47,19 @@ class MissingBinaryError(LabError):
 
 
 class ServerError(RoleSwapError):
-    """A server could not be reached or answered with an error."""
+    """A server could not be reached or answered with an error.
+
+    ``kind`` says which, so callers word it right: ``unreachable`` (no connection:
+    refused, timed out, unknown host), ``access_denied`` (the server refused the
+    control account's login), ``lost`` (an open connection broke) or ``error`` (the
+    server answered with error ``code``).  ``code`` is the MySQL error number, if any.
+    """
+
+    def __init__(self, message: str, remedy: str = "", *, kind: str = "error",
+                 code: int | None = None) -> None:
+        super().__init__(message, remedy)
+        self.kind = kind
+        self.code = code
 
 
 class PreflightError(RoleSwapError):
@@ -66,6 +78,22 @@ class AfterPointOfNoReturnError(RoleSwapError):
     """A step failed after traffic resumed on the new primary; run `roleswap recover`."""
 
     exit_code = 5
+
+
+class RollbackIncompleteError(RoleSwapError):
+    """A step failed before the point of no return and undoing it failed too: the
+    cluster is part-way (traffic still paused or resumed to the OLD primary); run
+    `roleswap recover`, which decides from what the servers say now."""
+
+    exit_code = 6
+
+
+class ManualInterventionError(RoleSwapError):
+    """`roleswap recover` could not choose a safe target state (a server it needs is
+    down, or both servers took writes the other lacks).  It changed nothing; the
+    remedy lists the manual steps that fit the state it saw."""
+
+    exit_code = 7
 
 
 class StepError(RoleSwapError):

@@ -1,4 +1,14 @@
-"""`roleswap status`: the topology as read from the servers now, plus any interrupted swap."""
+"""`roleswap status`: the topology as read from the servers now, dangers, and any unfinished swap.
+
+:func:`status_data` reads everything once (servers, Redis, journal, cluster lock);
+:func:`dangers` and :func:`health_problems` judge it (pure, over that data), and
+:func:`render_status` / :func:`health_summary` word it.  A *danger* is a state in
+which writes may be lost or diverge (not exactly one writable server, a
+replication cycle); *health problems* are everything ``status --check-health``
+fails on: the dangers plus a stopped or broken replica, a server that cannot be
+read, and an interrupted swap.  A swap that is running now is reported, not
+counted as a problem: its transient states are expected.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +20,21 @@ from intermission.controller import Controller
 from intermission.errors import IntermissionError
 from roleswap.config import Config
 from roleswap.coord.endpoint import current_primary
+from roleswap.coord.swapstate import unfinished_swap
+from roleswap.mysql.conn import explain_unreadable
 from roleswap.mysql.topology import Server, Topology, read_topology
 from roleswap.swap.context import SwapContext, SwapOptions
+
+# what `roleswap status` calls a server it could not read, by Server.error_kind
+_UNREAD_ROLE = {"unreachable": "unreachable", "access_denied": "access denied", "lost": "unreadable",
+                "error": "unreadable"}
 
 
 def server_row(s: Server, topo: Topology) -> dict[str, Any]:
     row: dict[str, Any] = {"name": s.name, "address": s.address, "reachable": s.ok}
     if not s.ok:
-        row.update(role="unreachable", error=s.error)
+        row.update(role=_UNREAD_ROLE.get(s.error_kind or "error", "unreadable"), error=s.error,
+                   error_kind=s.error_kind, error_code=s.error_code)
         return row
     source = topo.source_of(s.name)
     r = s.replica
@@ -39,20 +56,108 @@ def server_row(s: Server, topo: Topology) -> dict[str, Any]:
     return row
 
 
+def replication_cycles(sources: dict[str, str | None]) -> list[list[str]]:
+    """Every cycle in "X replicates from sources[X]", each as [a, b, ...] meaning a
+    replicates from b, b from the next ..., the last from a; starting at its smallest name."""
+    cycles: list[list[str]] = []
+    seen: set[str] = set()
+    for start in sorted(sources):
+        path: list[str] = []
+        node: str | None = start
+        while node is not None and node not in seen and node not in path:
+            path.append(node)
+            node = sources.get(node)
+        if node is not None and node in path:
+            cycle = path[path.index(node):]
+            i = cycle.index(min(cycle))
+            cycles.append(cycle[i:] + cycle[:i])
+        seen.update(path)
+    return cycles
+
+
+def _what_to_do(data: dict[str, Any], manual: str) -> str:
+    if data.get("swap_in_progress"):
+        return ("A swap is running now: this can be one of its brief transient states; check "
+                "again once it has finished.")
+    if data.get("interrupted_swap"):
+        return "A swap was interrupted: run `roleswap recover`."
+    return f"No swap was interrupted, so fix it by hand: {manual}."
+
+
+def dangers(data: dict[str, Any]) -> list[str]:
+    """Loud one-line warnings: not exactly one writable server, replication cycles."""
+    out = []
+    writable = data["writable"]
+    unread = [r["name"] for r in data["servers"] if not r["reachable"]]
+    if len(writable) > 1:
+        out.append(f"DANGER: {len(writable)} writable servers: {', '.join(writable)}; writes to "
+                   "them diverge. " + _what_to_do(
+                       data, "choose the real primary and SET GLOBAL read_only=1 on the others now"))
+    elif not writable and unread:
+        out.append(f"DANGER: no writable server found; {', '.join(unread)} could not be read "
+                   "(see above) and may be the primary. Fix that first, then check again.")
+    elif not writable:
+        out.append("DANGER: no writable server; applications cannot write. " + _what_to_do(
+            data, "SET GLOBAL read_only=0 on the server the others replicate from"))
+    for cycle in data.get("replication_cycles", []):
+        links = [f"{a} replicates from {b}" for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True)]
+        out.append("DANGER: replication cycle: " + ", ".join(links) + ". " + _what_to_do(
+            data, "on the server that should be the primary: STOP SLAVE; RESET SLAVE ALL"
+                  " (then `roleswap status` again)"))
+    return out
+
+
+def health_problems(data: dict[str, Any]) -> list[str]:
+    """Short phrases for everything `status --check-health` fails on ([] = healthy)."""
+    out = []
+    writable = data["writable"]
+    if len(writable) != 1:
+        out.append(f"{len(writable)} writable servers" + (f" ({', '.join(writable)})" if writable else ""))
+    out += ["replication cycle " + " -> ".join([*c, c[0]]) for c in data.get("replication_cycles", [])]
+    for r in data["servers"]:
+        if not r["reachable"]:
+            out.append(f"{r['name']} {r['role']}")
+        elif r.get("replication_error"):
+            out.append(f"{r['name']} replication broken ({r['replication_error'][:80]})")
+        elif r.get("io_running") is not None and not (r["io_running"] == "Yes" and r["sql_running"]):
+            out.append(f"{r['name']} replication stopped (IO {r['io_running']}, "
+                       f"SQL {'Yes' if r['sql_running'] else 'No'})")
+    pending = data.get("interrupted_swap")
+    if pending:
+        out.append(f"interrupted swap {pending['swap_id']} ({pending['from']}->{pending['to']})")
+    return out
+
+
+def health_summary(data: dict[str, Any]) -> str:
+    """One line for monitoring: ``OK: ...`` or ``UNHEALTHY: problem; problem ...``."""
+    problems = data["health"]["problems"]
+    running = data.get("swap_in_progress")
+    note = f"; swap {running['swap_id']} in progress" if running else ""
+    if problems:
+        return f"UNHEALTHY: cluster {data['cluster']}: {'; '.join(problems)}{note}"
+    replicas = [r for r in data["servers"] if r.get("io_running") is not None]
+    return (f"OK: cluster {data['cluster']}: {data['writable'][0]} writable, "
+            f"{len(replicas)} replica(s) running{note}")
+
+
 def status_data(config: Config) -> dict[str, Any]:
+    """Everything `roleswap status` shows, as JSON-able data (never raises for a
+    server or Redis that cannot be read: they are reported in the data)."""
     topo = read_topology(config)
     data: dict[str, Any] = {
         "cluster": config.cluster,
         "servers": [server_row(s, topo) for s in topo.servers],
         "writable": [s.name for s in topo.writable()],
+        "replication_cycles": replication_cycles(dict(topo.sources)),
         "redis": config.redis_url_masked,
     }
     ctx = SwapContext(config, "", "", SwapOptions())
     try:
-        if ctx.redis is not None:
+        client = ctx.redis
+        if client is not None:
             try:
-                data["published_primary"] = current_primary(ctx.redis, config.cluster)
-                st = Controller(ctx.redis, config.scope).status()
+                data["published_primary"] = current_primary(client, config.cluster)
+                st = Controller(client, config.scope).status()
                 data["traffic"] = {
                     "scope": config.scope, "paused": st.paused,
                     "reason": st.lease.reason if st.lease else None,
@@ -62,28 +167,34 @@ def status_data(config: Config) -> dict[str, Any]:
                     "held": sum(p.held for p in st.processes),
                 }
             except (redis.RedisError, IntermissionError) as e:
-                data["redis_error"] = type(e).__name__
-        pending = ctx.journal.interrupted()
-        if pending:
-            last = pending["steps"][-1] if pending["steps"] else {}
-            data["interrupted_swap"] = {
-                "swap_id": pending["swap_id"], "from": pending["from"], "to": pending["to"],
-                "phase": pending["phase"], "last_step": last.get("name"),
-                "last_status": last.get("status"),
-            }
+                cause = e.__cause__ if isinstance(e, IntermissionError) and e.__cause__ else e
+                data["redis_error"] = type(cause).__name__
+                client = None
+        pending = unfinished_swap(ctx.journal, client, config.cluster)
+        if pending is not None:
+            data["swap_in_progress" if pending.running else "interrupted_swap"] = pending.as_dict()
+            data["swap_who"] = pending.who()
     finally:
         ctx.close()
+    data["danger"] = dangers(data)
+    problems = health_problems(data)
+    data["health"] = {"ok": not problems, "problems": problems}
+    data["health"]["summary"] = health_summary(data)
     return data
 
 
-def render_status(data: dict[str, Any]) -> str:
+def render_status(data: dict[str, Any], source: str = "the config") -> str:
+    """The human-readable status; ``source`` names the config file in remedies."""
     lines = [f"cluster {data['cluster']}"]
     header = f"{'NAME':<8} {'ADDRESS':<21} {'ROLE':<11} {'RO':<3} {'SOURCE':<8} {'IO/SQL':<9} " \
              f"{'LAG':>4}  {'VERSION':<18} GTID / BINLOG"
     lines.append(header)
     for r in data["servers"]:
         if not r["reachable"]:
-            lines.append(f"{r['name']:<8} {r['address']:<21} unreachable  {r.get('error') or ''}")
+            problem, remedy = explain_unreadable(r["name"], r["address"], r.get("error_kind"),
+                                                 r.get("error_code"), r.get("error"), source)
+            lines.append(f"{r['name']:<8} {r['address']:<21} {r['role']:<12} {problem}")
+            lines.append(f"{'':<8} fix: {remedy}")
             continue
         threads = (f"{r['io_running']}/{'Yes' if r['sql_running'] else 'No'}"
                    if r["io_running"] is not None else "-")
@@ -94,8 +205,7 @@ def render_status(data: dict[str, Any]) -> str:
             f"{r['gtid_position'] or r['binlog'] or '-'}")
         if r.get("replication_error"):
             lines.append(f"{'':<8} replication error: {r['replication_error']}")
-    if len(data["writable"]) > 1:
-        lines.append(f"WARNING: {len(data['writable'])} writable servers: {', '.join(data['writable'])}")
+    lines += data.get("danger", [])
     pub = data.get("published_primary")
     if pub:
         lines.append(f"published primary: {pub.get('name')} ({pub.get('host')}:{pub.get('port')})")
@@ -107,7 +217,12 @@ def render_status(data: dict[str, Any]) -> str:
                      f"{traffic['processes']} app process(es), {traffic['in_flight']} in flight, "
                      f"{traffic['held']} held")
     if data.get("redis_error"):
-        lines.append(f"redis {data['redis']}: unreachable ({data['redis_error']})")
+        lines.append(f"redis {data['redis']}: unreachable ({data['redis_error']}); "
+                     f"check [redis] url in {source} and that Redis runs there")
+    running = data.get("swap_in_progress")
+    if running:
+        lines.append(f"SWAP IN PROGRESS: {data['swap_who']}, now at {running['last_step']} "
+                     f"({running['last_status']}); wait for it to finish (do not run `roleswap recover`)")
     pending = data.get("interrupted_swap")
     if pending:
         lines.append(f"INTERRUPTED SWAP {pending['swap_id']}: {pending['from']} -> {pending['to']}, "

@@ -59,6 +59,16 @@ class RunningLab:
         node = self.lab.node(name)
         return root_connect_socket(Path(node.dir) / "mysqld.sock")
 
+    def app(self, name: str, autocommit: bool = True) -> pymysql.connections.Connection:
+        """An application-account connection to ``name`` over TCP.  Use it for sessions
+        that stay open during a swap: a root session can write through read_only, and
+        preflight refuses to swap while one is open on --from."""
+        assert self.config.lab is not None
+        s = self.config.servers[name]
+        return pymysql.connect(host=s.host, port=s.port, user=self.config.lab.app_user,
+                               password=self.config.lab.app_password.reveal(),
+                               autocommit=autocommit, ssl_disabled=True, connect_timeout=5)
+
     def query(self, name: str, sql: str, args: object = None) -> list[tuple[object, ...]]:
         conn = self.root(name)
         try:

@@ -254,7 +254,8 @@ class Database:
         if not self.config.tls:
             kwargs["ssl_disabled"] = True
         return pymysql.connect(
-            host=p.host, port=p.port, user=self.user, password=self._password.reveal(),
+            # UTF-8, like roleswap.mysql.conn (PyMySQL would send a str password as latin-1)
+            host=p.host, port=p.port, user=self.user, password=self._password.reveal().encode(),
             database=self.database, autocommit=True, connect_timeout=self.connect_timeout,
             read_timeout=self.io_timeout, write_timeout=self.io_timeout, charset="utf8mb4",
             **kwargs,

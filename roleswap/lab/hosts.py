@@ -348,6 +348,8 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
             _start_mariadb(spec, ns, bins, template, lambda pid: record(lab_mod.LabNode(
                 spec.name, "mariadb", pid, ips[spec.name], MYSQL_PORT, str(spec.dir), str(spec.cnf))))
             mariadb.bootstrap(spec, acc)
+            if not spec.replica:
+                mariadb.make_writable(spec)  # its my.cnf says read_only=1, like every node's
             write_sshd_config(directory, spec.name, ips[spec.name])
             sdir = directory / spec.name / "ssh"
             start_sshd(directory, spec.name, ns, ips[spec.name], on_spawn=lambda pid: record(

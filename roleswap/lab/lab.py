@@ -163,6 +163,8 @@ def lab_up(
         def start(i: int) -> None:
             specs[i] = _start_with_retry(specs[i], bins, template, used, lock, record)
             mariadb.bootstrap(specs[i], acc)
+            if not specs[i].replica:
+                mariadb.make_writable(specs[i])  # its my.cnf says read_only=1, like every node's
 
         with ThreadPoolExecutor(len(specs)) as pool:
             for fut in [pool.submit(start, i) for i in range(len(specs))]:

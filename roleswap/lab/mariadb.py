@@ -4,6 +4,9 @@ The template datadir (``mariadb-install-db`` output, no binlog yet) is made once
 per MariaDB version and copied per node, which turns a ~0.6 s install into a
 ~0.1 s copy.  Accounts are created on every node with ``sql_log_bin=0`` *before*
 replication starts, so replicas carry no local GTIDs (no errant transactions).
+Every node's my.cnf says ``read_only=1`` (the primary's too): the primary is made
+writable at run time (:func:`make_writable`), so no restarted server is ever
+writable by accident.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class NodeSpec:
     port: int
     dir: Path
     bind: str = "127.0.0.1"
-    replica: bool = False
+    replica: bool = False  # False: the primary, made writable after bootstrap
     gtid: bool = True
 
     @property
@@ -127,8 +130,10 @@ def write_cnf(spec: NodeSpec) -> None:
     ]
     if spec.gtid:
         lines.append("gtid_strict_mode=1")
-    if spec.replica:
-        lines.append("read_only=1")
+    # EVERY node starts read-only, the primary too: a server that restarts (crash, reboot)
+    # must never come back as a second writable primary.  lab up makes the primary
+    # writable at run time (make_writable), as roleswap's promote step does.
+    lines.append("read_only=1")
     lines += ["", "[client]", f"socket={spec.socket}", f"port={spec.port}", ""]
     spec.cnf.write_text("\n".join(lines))
 
@@ -227,6 +232,20 @@ def bootstrap(spec: NodeSpec, acc: Accounts) -> None:
                 cur.execute("GRANT ALL ON `roleswap`.* TO %s@'%%'", (acc.control_user,))
                 cur.execute("CREATE DATABASE IF NOT EXISTS `roleswap`")
             cur.execute("RESET MASTER")
+    finally:
+        conn.close()
+
+
+def make_writable(spec: NodeSpec) -> None:
+    """``SET GLOBAL read_only=0`` on the node (the primary, once bootstrapped).
+
+    Its my.cnf keeps ``read_only=1``: only this run-time setting makes it writable,
+    so a restart brings it back read-only.
+    """
+    conn = root_connect(spec)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL read_only=0")
     finally:
         conn.close()
 

@@ -54,6 +54,10 @@ class Dialect:
     gtid_wait_sql: str  # returns 0 when reached
     pos_wait_sql: str  # returns >= 0 reached, -1 timeout, NULL not replicating
     variables: tuple[tuple[str, str], ...]  # (alias, expression) read by the topology
+    # Global privileges that let a session write through this dialect's fence (read_only
+    # on MariaDB; nothing gets through super_read_only on MySQL but replication appliers).
+    # Spelled with spaces; SHOW GRANTS / USER_PRIVILEGES may use '_' (see sessions.py).
+    fence_bypass_privileges: tuple[str, ...] = ()
 
     # -- reading ---------------------------------------------------------------
     def variables_query(self) -> Stmt:
@@ -233,6 +237,7 @@ MARIADB = Dialect(
     extra_source_options=(),
     gtid_wait_sql="SELECT MASTER_GTID_WAIT(%s, %s)",
     pos_wait_sql="SELECT MASTER_POS_WAIT(%s, %s, %s)",
+    fence_bypass_privileges=("READ ONLY ADMIN",),
     variables=(
         *_COMMON_VARS,
         ("super_read_only", "NULL"),
@@ -323,7 +328,10 @@ def dialect_for(version: str) -> Dialect:
                 f"MariaDB {'.'.join(map(str, v))} is not supported",
                 remedy="upgrade to MariaDB 10.6 or later (10.10+ for MASTER_DEMOTE_TO_SLAVE)",
             )
-        return replace(MARIADB, version=v, can_demote_to_replica=v >= (10, 10, 0))
+        # Before 10.11 SUPER included READ ONLY ADMIN, so SUPER sessions write through read_only.
+        bypass = ("READ ONLY ADMIN",) if v >= (10, 11, 0) else ("READ ONLY ADMIN", "SUPER")
+        return replace(MARIADB, version=v, can_demote_to_replica=v >= (10, 10, 0),
+                       fence_bypass_privileges=bypass)
     if v < (5, 7, 0):
         raise UnsupportedServerError(
             f"MySQL {'.'.join(map(str, v))} is not supported",

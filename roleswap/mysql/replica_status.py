@@ -1,7 +1,9 @@
 """One replication channel's status, whatever the flavor calls its columns.
 
 MariaDB and MySQL 5.7 say Master_/Slave_; MySQL 8.0.22+ and 8.4 say Source_/Replica_.
-:meth:`ReplicaStatus.from_row` reads either into the same frozen value.
+:meth:`ReplicaStatus.from_row` reads either into the same frozen value, including
+every replication filter the channel applies (:data:`FILTER_COLUMNS`) and its
+``SQL_Delay``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,57 @@ def _text(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+# Every SHOW SLAVE/REPLICA STATUS column that makes a replica skip or rewrite events,
+# with the setting that controls it: (MariaDB, MySQL).  A ``replicate_*`` name is a
+# server variable (MariaDB: SET GLOBAL while the replica is stopped; MySQL: CHANGE
+# REPLICATION FILTER); an upper-case name is a CHANGE MASTER / CHANGE REPLICATION
+# SOURCE option.  ``None``: the flavor has no such filter.
+FILTER_COLUMNS: dict[str, tuple[str | None, str | None]] = {
+    "Replicate_Do_DB": ("replicate_do_db", "REPLICATE_DO_DB"),
+    "Replicate_Ignore_DB": ("replicate_ignore_db", "REPLICATE_IGNORE_DB"),
+    "Replicate_Do_Table": ("replicate_do_table", "REPLICATE_DO_TABLE"),
+    "Replicate_Ignore_Table": ("replicate_ignore_table", "REPLICATE_IGNORE_TABLE"),
+    "Replicate_Wild_Do_Table": ("replicate_wild_do_table", "REPLICATE_WILD_DO_TABLE"),
+    "Replicate_Wild_Ignore_Table": ("replicate_wild_ignore_table", "REPLICATE_WILD_IGNORE_TABLE"),
+    "Replicate_Rewrite_DB": ("replicate_rewrite_db", "REPLICATE_REWRITE_DB"),
+    "Replicate_Ignore_Server_Ids": ("IGNORE_SERVER_IDS", "IGNORE_SERVER_IDS"),
+    "Replicate_Do_Domain_Ids": ("DO_DOMAIN_IDS", None),
+    "Replicate_Ignore_Domain_Ids": ("IGNORE_DOMAIN_IDS", None),
+}
+
+
+def _filters(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(column, value) for every filter column present and non-empty, in table order."""
+    out = []
+    for col in FILTER_COLUMNS:
+        value = _text(row.get(col)).strip()
+        if value:
+            out.append((col, value))
+    return tuple(out)
+
+
+def _binlog_index(name: str) -> tuple[str, int]:
+    stem, _, suffix = name.rpartition(".")
+    return (stem, int(suffix)) if suffix.isdigit() else (name, -1)
+
+
+@dataclass(frozen=True)
+class FilterSetting:
+    """One active replication filter: the status column, its value, and how it is set."""
+
+    column: str  # e.g. "Replicate_Ignore_Table"
+    value: str  # e.g. "app.t"
+    setting: str  # e.g. "replicate_ignore_table" / "IGNORE_DOMAIN_IDS"
+
+    @property
+    def is_variable(self) -> bool:
+        """A ``replicate_*`` server variable (else a CHANGE MASTER/SOURCE option)."""
+        return self.setting.startswith("replicate_")
+
+    def __str__(self) -> str:
+        return f"{self.setting}={self.value}"
+
+
 @dataclass(frozen=True)
 class ReplicaStatus:
     """One replication channel, the same for every flavor.
@@ -39,7 +92,9 @@ class ReplicaStatus:
     accepts MariaDB/5.7 column names (Master_Host, Slave_IO_Running, ...) and
     8.0.22+/8.4 ones (Source_Host, Replica_IO_Running, ...).  GTID columns
     are parsed: ``gtid_io_pos`` on MariaDB, ``retrieved/executed_gtid_set``
-    on MySQL (``None`` where the flavor has no such column).
+    on MySQL (``None`` where the flavor has no such column).  ``filters`` holds
+    every non-empty filter column (``Replicate_*`` and the MariaDB domain-id
+    lists); ``sql_delay`` is MASTER_DELAY / SOURCE_DELAY in seconds.
     """
 
     channel: str
@@ -63,6 +118,8 @@ class ReplicaStatus:
     gtid_io_pos: MariaGtidPos | None
     retrieved_gtid_set: GtidSet | None
     executed_gtid_set: GtidSet | None
+    # (column, value) of every non-empty filter column (see FILTER_COLUMNS); () = none
+    filters: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ReplicaStatus:
@@ -97,6 +154,7 @@ class ReplicaStatus:
             gtid_io_pos=None if io_pos is None else MariaGtidPos.parse(_text(io_pos)),
             retrieved_gtid_set=None if retrieved is None else GtidSet.parse(_text(retrieved)),
             executed_gtid_set=None if executed is None else GtidSet.parse(_text(executed)),
+            filters=_filters(row),
         )
 
     @property
@@ -107,6 +165,38 @@ class ReplicaStatus:
     def running(self) -> bool:
         """Both threads running."""
         return self.io_running and self.sql_running
+
+    @property
+    def threads(self) -> tuple[str, ...]:
+        """The threads that run: ``"io"`` (Yes, or still Connecting) and/or ``"sql"``."""
+        return tuple(t for t, on in (("io", self.io_state != "No"), ("sql", self.sql_running))
+                     if on)
+
+    def filter_settings(self, flavor: str) -> list[FilterSetting]:
+        """The active filters named as ``flavor`` ("mariadb" / "mysql") sets them."""
+        out = []
+        for col, value in self.filters:
+            maria, mysql = FILTER_COLUMNS[col]
+            setting = maria if flavor == "mariadb" else mysql
+            out.append(FilterSetting(col, value, setting or col))
+        return out
+
+    def received_gtid(self, position: MariaGtidPos | GtidSet) -> bool:
+        """True once the IO thread has RECEIVED ``position`` (it may not be applied yet).
+
+        MariaDB: ``Gtid_IO_Pos`` reaches every domain of ``position``.  MySQL: every
+        GTID of ``position`` is in ``Retrieved_Gtid_Set`` or already executed.
+        """
+        if isinstance(position, MariaGtidPos):
+            return self.gtid_io_pos is not None and self.gtid_io_pos.contains(position)
+        have = (self.retrieved_gtid_set or GtidSet()) | (self.executed_gtid_set or GtidSet())
+        return position.issubset(have)
+
+    def received_file_pos(self, log_file: str, log_pos: int) -> bool:
+        """True once the IO thread has read the source's binlog up to ``log_file:log_pos``
+        (binlog files are ordered by their numeric suffix: ``bin.999999`` < ``bin.1000000``)."""
+        return ((_binlog_index(self.source_log_file), self.read_source_log_pos)
+                >= (_binlog_index(log_file), log_pos))
 
     @property
     def gtid_mode(self) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import pymysql
 
 from roleswap.config import Config, ServerConfig
-from roleswap.errors import RoleSwapError
+from roleswap.errors import RoleSwapError, ServerError
 from roleswap.mysql.conn import connect, query, server_error
 from roleswap.mysql.dialect import MARIADB_FLAVOR, Dialect, ReplicaStatus, dialect_for
 from roleswap.mysql.gtid import GtidSet, MariaGtidPos
@@ -59,8 +59,12 @@ class Server:
     """One configured server as read at ``Topology.read_at``.
 
     Everything but ``name``/``host``/``port`` is ``None`` when the server could
-    not be read; ``error`` then says why.  ``super_read_only`` is ``None``
-    where the flavor has none (MariaDB).
+    not be read; ``error`` then says why, and ``error_kind`` how to word it:
+    ``unreachable`` (no connection), ``access_denied`` (the control account's
+    login was refused), ``lost`` or ``error`` (``error_code`` is the MySQL error
+    number when there is one).  ``reachable`` is False whenever no session could
+    be opened (access denied included).  ``super_read_only`` is ``None`` where the
+    flavor has none (MariaDB).
     """
 
     name: str
@@ -68,6 +72,8 @@ class Server:
     port: int
     reachable: bool
     error: str | None = None
+    error_kind: str | None = None
+    error_code: int | None = None
     flavor: str | None = None
     version: str | None = None
     dialect: Dialect | None = None
@@ -85,6 +91,8 @@ class Server:
     gtid_executed: GtidSet | None = None
     binlog_file: str | None = None
     binlog_pos: int | None = None
+    binlog_do_db: str | None = None  # SHOW MASTER/BINARY LOG STATUS filters ("" = none)
+    binlog_ignore_db: str | None = None
     replica: ReplicaStatus | None = None
     channels: tuple[ReplicaStatus, ...] = ()
     max_connections: int | None = None
@@ -277,6 +285,8 @@ def _server_from_rows(
     if binlog_rows:
         f["binlog_file"] = _str(binlog_rows[0].get("File"))
         f["binlog_pos"] = _int(binlog_rows[0].get("Position"))
+        f["binlog_do_db"] = _str(binlog_rows[0].get("Binlog_Do_DB")) or ""
+        f["binlog_ignore_db"] = _str(binlog_rows[0].get("Binlog_Ignore_DB")) or ""
     return f
 
 
@@ -294,15 +304,19 @@ def read_server(cfg: ServerConfig, config: Config, *, timeout: float | None = No
     """Read one server; failures are returned in ``Server.error``, never raised."""
     t0 = time.perf_counter()
 
-    def done(reachable: bool, error: str | None = None, **fields: Any) -> Server:
+    def done(reachable: bool, error: RoleSwapError | None = None, **fields: Any) -> Server:
+        kind = code = None
+        if error is not None:
+            kind, code = (error.kind, error.code) if isinstance(error, ServerError) else ("error", None)
         return Server(name=cfg.name, host=cfg.host, port=cfg.port, reachable=reachable,
-                      error=error, read_ms=(time.perf_counter() - t0) * 1000, **fields)
+                      error=None if error is None else str(error), error_kind=kind, error_code=code,
+                      read_ms=(time.perf_counter() - t0) * 1000, **fields)
 
     tmo = timeout if timeout is not None else config.connect_timeout
     try:
         conn = connect(cfg, config.mysql, timeout=tmo, tls=config.tls)
     except RoleSwapError as e:
-        return done(False, str(e))
+        return done(False, e)
     try:
         step = "detect version"
         try:
@@ -316,9 +330,9 @@ def read_server(cfg: ServerConfig, config: Config, *, timeout: float | None = No
             binlog_rows = query(conn, *d.binlog_status())
             fields = _server_from_rows(d, v, replica_rows, binlog_rows)
         except RoleSwapError as e:
-            return done(True, str(e))
+            return done(True, e)
         except (pymysql.MySQLError, OSError, ValueError) as e:
-            return done(True, str(server_error(cfg, e, doing=step)))
+            return done(True, server_error(cfg, e, doing=step))
         notes: list[str] = []
         try:
             fields.update(_activity(query(conn, _ACTIVITY_SQL)))

@@ -32,6 +32,7 @@ def options_from_cli(config: Config, opts: dict[str, Any]) -> SwapOptions:
         pause_ttl=float(opts.get("pause_ttl", 30.0)),
         fence_timeout=int(opts.get("fence_timeout", 2)),
         long_trx=float(opts.get("long_trx", 10.0)),
+        kill_privileged=bool(opts.get("kill_privileged", False)),
     )
 
 
@@ -132,7 +133,47 @@ def _finish_error(err: RoleSwapError, as_json: bool, base: dict[str, Any]) -> No
         echo_error(err)
 
 
-def run_recover_command(config: Config, *, yes: bool, as_json: bool) -> int:
-    from roleswap.swap.recover import recover
+def run_recover_command(config: Config, *, yes: bool, as_json: bool, abandon: bool = False) -> int:
+    """`roleswap recover`: show what recover saw and decided, ask, converge, report."""
+    from roleswap.swap.recover import load_interrupted, run_recover
 
-    return recover(config, yes=yes, as_json=as_json)
+    record = load_interrupted(config)
+    if record is None:
+        if as_json:
+            click.echo(json.dumps({"ok": True, "action": "none"}))
+        else:
+            click.echo("no interrupted swap: nothing to recover")
+        return 0
+
+    def confirm(rep: Any) -> bool:
+        d = rep.decision
+        if not as_json:
+            click.echo(f"interrupted swap {rep.swap_id}: {rep.source} -> {rep.target}, "
+                       f"last step {rep.last_step}")
+            click.echo(f"recover will {d.action}: {d.reason}")
+        if yes or click.confirm(f"{d.action.capitalize()} swap {rep.swap_id}?", default=False,
+                                err=as_json):
+            return True
+        (click.echo if not as_json else lambda *_a: None)("aborted; nothing changed")
+        return False
+
+    show = (lambda _r: None) if as_json else print_step
+    rep = run_recover(config, record, show=show, confirm=confirm, abandon=abandon)
+    if as_json:
+        click.echo(json.dumps(rep.as_dict()))
+    elif rep.error is not None:
+        if rep.decision is not None and rep.decision.action == "manual":
+            click.echo(f"interrupted swap {rep.swap_id}: {rep.source} -> {rep.target}, "
+                       f"last step {rep.last_step}")
+        echo_error(rep.error)
+    elif rep.decision is not None and rep.result is None and rep.decision.action != "abandon":
+        return 1  # not confirmed
+    else:
+        for n in rep.notes:
+            click.echo(f"  {n}")
+        action = rep.decision.action if rep.decision else ""
+        what = {"finish": f"swap finished; {rep.target} is the primary",
+                "roll back": f"rolled back; {rep.source} is the primary",
+                "abandon": "journal closed (abandoned); no server was changed"}.get(action, action)
+        click.secho(f"recovered: {what}", fg="green")
+    return 0 if rep.error is None else rep.error.exit_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 # with when = before | after (default before).
 FAIL_ENV = "ROLESWAP_FAIL_AT"
 KILL_ENV = "ROLESWAP_KILL_AT"
+# "<step>[:<when>]=<seconds>": sleep there, so a test can act in a window for real
+SLEEP_ENV = "ROLESWAP_SLEEP_AT"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SwapOptions:
     fence_timeout: int = 2
     long_trx: float = 10.0
     lock_ttl: float = 120.0
+    kill_privileged: bool = False  # kill sessions that bypass read_only right after the fence
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,17 +96,20 @@ class SwapContext:
         return c
 
     def dialect(self, name: str) -> Dialect:
+        """The SQL dialect of ``name`` (asked once per swap; raises :class:`ServerError`)."""
         d = self._dialects.get(name)
         if d is None:
-            rows = mconn.query(self.conn(name), "SELECT @@GLOBAL.version AS v")
+            rows = self.query(name, "SELECT @@GLOBAL.version AS v")
             d = dialect_for(str(rows[0]["v"]))
             self._dialects[name] = d
         return d
 
     def run(self, name: str, stmts: list[Stmt]) -> list[dict[str, Any]]:
+        """Run ``stmts`` on ``name``; every failure is a :class:`ServerError` naming it."""
         return mconn.run(self.conn(name), self.server(name), stmts)
 
     def query(self, name: str, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """One statement on ``name``; every failure is a :class:`ServerError` naming it."""
         return self.run(name, [(sql, params)])
 
     def siblings(self, topo: Topology | None = None) -> list[str]:
@@ -129,6 +136,12 @@ class SwapContext:
 
     # -- fault injection (tests) --------------------------------------------------
     def failpoint(self, step: str, when: str) -> None:
+        sleep = os.environ.get(SLEEP_ENV, "")
+        if sleep:
+            where, _, secs = sleep.partition("=")
+            name, _, at = where.partition(":")
+            if name == step and (at or "before") == when:
+                time.sleep(float(secs or 1))
         for env, action in ((KILL_ENV, "kill"), (FAIL_ENV, "fail")):
             spec = os.environ.get(env, "")
             if not spec:

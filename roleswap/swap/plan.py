@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from roleswap.swap.context import SwapContext
 from roleswap.swap.step import Step
-from roleswap.swap.steps_db import CatchUp, Demote, Fence, PreSync, Promote, Repoint, Verify
+from roleswap.swap.steps_db import Demote, PreSync, Promote, Repoint, Verify
+from roleswap.swap.steps_fence import CatchUp, Fence, FenceCheck
 from roleswap.swap.steps_traffic import Lock, Pause, Resume, Unlock
 
 # (entry, condition): an entry is a Step class or the name of a switch phase.
@@ -24,6 +25,7 @@ PLAN: tuple[tuple[type[Step] | str, Callable[[SwapContext], bool]], ...] = (
     (CatchUp, lambda ctx: True),
     (Promote, lambda ctx: True),
     ("after_promote", lambda ctx: True),
+    (FenceCheck, lambda ctx: True),
     (Resume, lambda ctx: True),
     ("after_resume", lambda ctx: True),
     (Demote, lambda ctx: True),

@@ -1,62 +1,30 @@
 """Preflight: every reason to refuse a swap, checked before anything changes.
 
 Preflight never writes.  Each check is one line (ok / warn / FAIL + remedy).
-A single FAIL refuses the swap (exit 3).
+A single FAIL refuses the swap (exit 3).  The replication checks (filters, delay,
+siblings) are in :mod:`roleswap.swap.preflight_replication`, the activity and
+lock checks on --from in :mod:`roleswap.swap.preflight_locks`; the privileges
+check here parses SHOW GRANTS with :mod:`roleswap.mysql.grants`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import redis
 
+from intermission.errors import IntermissionError
 from roleswap.coord.lock import ClusterLock
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos, errant_mariadb
+from roleswap.coord.swapstate import UnfinishedSwap, unfinished_swap
+from roleswap.errors import RoleSwapError
+from roleswap.mysql.conn import explain_unreadable
+from roleswap.mysql.grants import AccountGrants, control_needs, grant_statement, missing_needs
 from roleswap.mysql.topology import Server, Topology
+from roleswap.swap.check import Check
 from roleswap.swap.context import SwapContext
+from roleswap.swap.preflight_locks import activity_checks as _activity
+from roleswap.swap.preflight_replication import replication_checks as _replication
+from roleswap.swap.writers import writer_checks
 
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "ok" | "warn" | "fail"
-    message: str
-    remedy: str = ""
-
-    @classmethod
-    def ok(cls, name: str, message: str) -> Check:
-        return cls(name, "ok", message)
-
-    @classmethod
-    def warn(cls, name: str, message: str, remedy: str = "") -> Check:
-        return cls(name, "warn", message, remedy)
-
-    @classmethod
-    def fail(cls, name: str, message: str, remedy: str) -> Check:
-        return cls(name, "fail", message, remedy)
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "message": self.message,
-                "remedy": self.remedy}
-
-
-# What the control account needs, per flavor: each entry is satisfied by any of
-# the listed privileges (ALL PRIVILEGES covers everything).
-REQUIRED_PRIVILEGES = {
-    "mariadb": (
-        ("set read_only", ("READ ONLY ADMIN", "ALL PRIVILEGES")),
-        ("manage replication", ("REPLICATION SLAVE ADMIN", "SUPER", "ALL PRIVILEGES")),
-        ("read binlog/replica status", ("BINLOG MONITOR", "REPLICATION CLIENT", "SUPER",
-                                        "ALL PRIVILEGES")),
-        ("see all transactions", ("PROCESS", "ALL PRIVILEGES")),
-    ),
-    "mysql": (
-        ("set read_only", ("SUPER", "SYSTEM_VARIABLES_ADMIN", "ALL PRIVILEGES")),
-        ("manage replication", ("REPLICATION_SLAVE_ADMIN", "SUPER", "ALL PRIVILEGES")),
-        ("read binlog/replica status", ("REPLICATION CLIENT", "SUPER", "ALL PRIVILEGES")),
-        ("see all transactions", ("PROCESS", "ALL PRIVILEGES")),
-    ),
-}
+__all__ = ["Check", "run_preflight"]
 
 
 def run_preflight(ctx: SwapContext) -> tuple[list[Check], Topology | None]:
@@ -73,14 +41,16 @@ def run_preflight(ctx: SwapContext) -> tuple[list[Check], Topology | None]:
     s, t = topo.by_name(src), topo.by_name(dst)
     for srv in (s, t):
         if not srv.ok:
-            checks.append(Check.fail(f"reach {srv.name}", f"{srv.name} is unreachable: {srv.error}",
-                                     f"make sure {srv.name} ({srv.address}) is up and reachable"))
+            problem, remedy = explain_unreadable(srv.name, srv.address, srv.error_kind,
+                                                 srv.error_code, srv.error, ctx.config.source)
+            checks.append(Check.fail(f"reach {srv.name}", problem, remedy))
     if any(c.status == "fail" for c in checks):
-        return checks, topo
+        return checks + _privileges_denied(ctx, s, t), topo
     checks += _roles(ctx, topo, s, t)
     checks += _replication(ctx, topo, s, t)
-    checks += _privileges(ctx, s, t)
+    checks += _privileges(ctx, topo, s, t)
     checks += _activity(ctx, s)
+    checks += writer_checks(ctx, topo, s)
     checks += _coordination(ctx)
     checks += _compat(s, t)
     if ctx.switch is not None:
@@ -114,107 +84,70 @@ def _roles(ctx: SwapContext, topo: Topology, s: Server, t: Server) -> list[Check
     return out
 
 
-def _replication(ctx: SwapContext, topo: Topology, s: Server, t: Server) -> list[Check]:
-    out = []
-    r = t.replica
-    if r is None or not r.running or r.error:
-        state = "not configured" if r is None else (r.error or f"IO={r.io_state} SQL={r.sql_running}")
-        out.append(Check.fail("threads", f"replication on {t.name}: {state}",
-                              f"fix replication on {t.name} first (START SLAVE; see its error log)"))
-    else:
-        out.append(Check.ok("threads", f"{t.name} IO and SQL threads running, no error"))
-        lag = r.seconds_behind
-        if lag is None or lag > ctx.opts.max_lag:
-            out.append(Check.fail("lag", f"{t.name} is {lag if lag is not None else '?'}s behind "
-                                  f"(limit {ctx.opts.max_lag:g}s)",
-                                  "wait for it to catch up, or raise --max-lag"))
-        else:
-            out.append(Check.ok("lag", f"{t.name} is {lag}s behind (limit {ctx.opts.max_lag:g}s)"))
-    for sib in topo.replicas_of(s.name):
-        if sib.name != t.name and (sib.replica is None or not sib.replica.running):
-            out.append(Check.warn(f"sibling {sib.name}", "replication threads are not running",
-                                  f"it will be repointed to {t.name} but stay stopped"))
-    errant = _errant(ctx, s, t)
-    if errant:
-        out.append(Check.fail("errant", f"{t.name} has transactions {s.name} never had: {errant}",
-                              f"find who wrote on {t.name}; remove them or inject empty "
-                              "transactions on the primary, then retry"))
-    else:
-        out.append(Check.ok("errant", f"no errant transactions on {t.name}"))
-    if not t.log_bin or not t.log_replica_updates:
-        out.append(Check.fail("binlog", f"{t.name}: log_bin={t.log_bin}, "
-                              f"log_slave_updates={t.log_replica_updates}",
-                              f"enable log_bin and log_slave_updates on {t.name} (restart needed)"))
-    else:
-        out.append(Check.ok("binlog", f"{t.name} writes a binlog including replicated events"))
-    mode = "gtid" if (r is not None and r.gtid_mode) else "filepos"
-    # Facts the steps need; kept in memory now, journaled when the swap begins.
-    facts = ctx.journal.record.setdefault("state", {})
-    facts["mode"] = mode
-    facts["siblings"] = [x.name for x in topo.replicas_of(s.name) if x.name != t.name and x.ok]
-    out.append(Check.ok("mode", "GTID replication" if mode == "gtid"
-                        else "binlog file/position replication (no GTID auto-positioning)"))
-    return out
+def _privileges(ctx: SwapContext, topo: Topology, s: Server, t: Server) -> list[Check]:
+    """The control account's global privileges (:func:`roleswap.mysql.grants.control_needs`)
+    on --from, --to and every reachable sibling (repoint changes their replication too)."""
+    sibs = [x for x in topo.replicas_of(s.name) if x.name not in (s.name, t.name) and x.ok]
+    return [_privileges_on(ctx, srv) for srv in (s, t, *sibs)]
 
 
-def _errant(ctx: SwapContext, s: Server, t: Server) -> str:
-    """GTIDs on the target that the source never had.
-
-    Read here, target FIRST and source second, not from the parallel topology
-    snapshot: with writes flowing, a replica read a moment after its primary
-    can hold a GTID the primary's (older) snapshot lacks, a false positive.
-    """
-    if s.is_mariadb:
-        sql = "SELECT @@GLOBAL.gtid_binlog_state AS g"
-        t_state = MariaGtidPos.parse(str(ctx.query(t.name, sql)[0]["g"] or ""), state=True)
-        s_state = MariaGtidPos.parse(str(ctx.query(s.name, sql)[0]["g"] or ""), state=True)
-        e = errant_mariadb(t_state, s_state)
-        return str(e) if e else ""
-    sql = "SELECT @@GLOBAL.gtid_executed AS g"
-    t_set = GtidSet.parse(str(ctx.query(t.name, sql)[0]["g"] or ""))
-    s_set = GtidSet.parse(str(ctx.query(s.name, sql)[0]["g"] or ""))
-    diff = t_set - s_set
-    return "" if diff.is_empty() else str(diff)
+def _privileges_denied(ctx: SwapContext, *servers: Server) -> list[Check]:
+    """The privileges check for servers that could not be read because the control
+    account lacks a privilege (1227): it names what is missing and the GRANT to run."""
+    return [_privileges_on(ctx, srv) for srv in servers if srv.error_code == _NEED_PRIVILEGE]
 
 
-def _privileges(ctx: SwapContext, *servers: Server) -> list[Check]:
-    out = []
-    for srv in servers:
-        rows = ctx.query(srv.name, "SHOW GRANTS FOR CURRENT_USER()")
-        grants = " ".join(str(v) for row in rows for v in row.values()).upper()
-        flavor = "mariadb" if srv.is_mariadb else "mysql"
-        missing = [what for what, any_of in REQUIRED_PRIVILEGES[flavor]
-                   if not any(p in grants for p in any_of)]
-        if missing:
-            out.append(Check.fail(f"privileges {srv.name}",
-                                  f"the control account cannot: {', '.join(missing)}",
-                                  "grant it " + " / ".join(REQUIRED_PRIVILEGES[flavor][0][1][:1])
-                                  + " and the replication admin privileges (see README)"))
-        else:
-            out.append(Check.ok(f"privileges {srv.name}", "control account has what it needs"))
-    return out
+_NEED_PRIVILEGE = 1227  # ER_SPECIFIC_ACCESS_DENIED_ERROR: "you need (at least one of) the ..."
 
 
-def _activity(ctx: SwapContext, s: Server) -> list[Check]:
-    limit = ctx.opts.long_trx
-    for label, act in (("transaction", s.longest_trx), ("statement", s.longest_statement)):
-        if act is not None and act.age_s > limit:
-            return [Check.fail("long-trx", f"a {label} on {s.name} has run {act.age_s}s "
-                               f"(thread {act.thread_id}, user {act.user}; limit {limit:g}s)",
-                               "wait for it, kill it, or raise --long-trx")]
-    return [Check.ok("long-trx", f"no transaction on {s.name} older than {limit:g}s")]
+def _privileges_on(ctx: SwapContext, srv: Server) -> Check:
+    """One server: parse SHOW GRANTS by scope; only grants ON *.* give global privileges.
+
+    Plain SHOW GRANTS: on MariaDB it also lists the session's active (default) role's
+    grants, which is exactly what roleswap's sessions hold."""
+    name = f"privileges {srv.name}"
+    try:
+        account = str(ctx.query(srv.name, "SELECT CURRENT_USER() AS u")[0]["u"])
+        rows = ctx.query(srv.name, "SHOW GRANTS")
+        d = ctx.dialect(srv.name)
+    except RoleSwapError as e:
+        return Check.fail(name, f"cannot read the control account's grants on {srv.name}: "
+                          f"{e.message}", e.remedy or f"check the control account on {srv.name}")
+    grants = AccountGrants.parse(str(next(iter(r.values()))) for r in rows)
+    flavor = d.flavor
+    missing = missing_needs(grants, control_needs(flavor, d.version))
+    if not missing:
+        return Check.ok(name, f"{account} holds every global privilege roleswap needs")
+    lacking = "; ".join(f"{n.what} ({' or '.join(n.any_of)})" for n in missing)
+    notes = []
+    narrow = sorted({str(sc) for n in missing for p in n.any_of for sc in grants.granted_elsewhere(p)})
+    if narrow:
+        notes.append(f"its grants ON {', '.join(narrow)} do not count: these are global "
+                     "privileges, only a grant ON *.* gives them")
+    if flavor == "mariadb" and grants.inactive_roles():
+        notes.append(f"role(s) {', '.join(grants.inactive_roles())} are granted but not active "
+                     "in its sessions (no default role), so their privileges do not count")
+    if flavor == "mysql" and grants.role_names():
+        notes.append(f"privileges through roles ({', '.join(grants.role_names())}) are not "
+                     "checked on MySQL: grant them directly")
+    return Check.fail(name, f"the control account {account} lacks on {srv.name}: {lacking}"
+                      + (f" ({'; '.join(notes)})" if notes else ""),
+                      f"on {srv.name} run: {grant_statement(missing, account)}")
 
 
 def _coordination(ctx: SwapContext) -> list[Check]:
+    """Redis, the journal (a swap running now vs an interrupted one), the cluster lock
+    and the apps that will hold requests.  Never raises for a Redis error."""
     out = []
+    url = f"[redis] url in {ctx.config.source}"
     problem = "no [redis] url configured" if ctx.redis is None else ""
     if ctx.redis is not None:
         try:
             ctx.redis.ping()
         except redis.RedisError as e:
-            problem = f"Redis unreachable ({type(e).__name__})"
+            problem = f"Redis at {ctx.config.redis_url_masked} unreachable ({type(e).__name__})"
     if problem and ctx.opts.pause:
-        out.append(Check.fail("redis", problem, "start or fix Redis (or add [redis] url), "
+        out.append(Check.fail("redis", problem, f"check {url} and that Redis runs there, "
                               "or pass --no-pause to swap without holding traffic"))
     elif problem:
         # --no-pause: a swap must still be possible while Redis is down.  Without it
@@ -226,21 +159,45 @@ def _coordination(ctx: SwapContext) -> list[Check]:
         ctx.journal.client = None
     else:
         out.append(Check.ok("redis", "reachable"))
-    pending = ctx.journal.interrupted()
-    if pending:
-        out.append(Check.fail("journal", f"swap {pending['swap_id']} ({pending['from']}->"
-                              f"{pending['to']}) was interrupted",
+    pending = unfinished_swap(ctx.journal, None if problem else ctx.redis, ctx.config.cluster)
+    if pending is not None and pending.running:
+        out.append(Check.fail("journal", f"{pending.who()} is running now (it holds the cluster lock)",
+                              "wait for it to finish (`roleswap status` shows it); do not run "
+                              "`roleswap recover` while it runs"))
+    elif pending is not None:
+        last = pending.last_step
+        at = f", stopped at {last.get('name')} ({last.get('status')})" if last else ""
+        out.append(Check.fail("journal", f"{pending.who()} was interrupted{at}",
                               "run `roleswap recover` first"))
     if ctx.redis is None or problem:
         return out
-    holder = ClusterLock(ctx.redis, ctx.config.cluster, 1).holder()
-    if holder:
+    try:
+        out += _lock_and_apps(ctx, pending)
+    except (redis.RedisError, IntermissionError) as e:
+        out.append(Check.fail("redis", f"Redis at {ctx.config.redis_url_masked} failed during "
+                              f"preflight ({type(e).__name__})",
+                              f"check {url} and that Redis runs there, or pass --no-pause"))
+    return out
+
+
+def _lock_and_apps(ctx: SwapContext, pending: UnfinishedSwap | None) -> list[Check]:
+    """The cluster lock and the live apps (Redis errors propagate to _coordination)."""
+    out = []
+    holder = ClusterLock(ctx.redis, ctx.config.cluster, 1).holder() if ctx.redis else None
+    if holder and pending is not None and holder.get("swap_id") == pending.swap_id:
+        state = "running" if pending.running else "interrupted; recover takes it over"
+        left = f", expires in {pending.lock_ttl_s:.0f}s" if pending.lock_ttl_s else ""
+        out.append(Check.fail("lock", f"the cluster lock is held by swap {pending.swap_id} "
+                              f"({state}{left})",
+                              "wait for it to finish" if pending.running else
+                              "run `roleswap recover` first"))
+    elif holder:
         out.append(Check.fail("lock", f"another swap holds the cluster lock ({holder.get('swap_id')} "
                               f"on {holder.get('host')}, pid {holder.get('pid')})",
                               "wait for it to finish (it expires by itself), or run `roleswap recover`"))
     else:
         out.append(Check.ok("lock", "cluster lock is free"))
-    if ctx.opts.pause:
+    if ctx.opts.pause and ctx.redis is not None:
         from intermission.controller import Controller
 
         procs = Controller(ctx.redis, ctx.config.scope).status().processes

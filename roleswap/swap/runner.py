@@ -9,7 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from roleswap.errors import AfterPointOfNoReturnError, RoleSwapError, RolledBackError
+from roleswap.errors import (
+    AfterPointOfNoReturnError,
+    RoleSwapError,
+    RollbackIncompleteError,
+    RolledBackError,
+)
 from roleswap.swap.context import SwapContext
 from roleswap.swap.step import Step
 
@@ -155,11 +160,16 @@ def rollback(ctx: SwapContext, steps: list[Step], res: SwapResult, show: Printer
         res.steps.append(StepResult(step.name, status, ms, detail))
         show(res.steps[-1])
     if failed_undo:
+        # Still before the point of no return: traffic was never resumed to the target.
         ctx.journal.set_phase("failed")
-        return AfterPointOfNoReturnError(
-            f"{cause.message}; rolling back also failed at: {', '.join(failed_undo)}",
-            remedy=f"fix the cause, then run `roleswap -c {ctx.config.source} recover` "
-                   "to finish the rollback")
+        undone = [s.name for s in steps if s.reversible and s.name not in failed_undo]
+        return RollbackIncompleteError(
+            f"{cause.message}\n  rolling back failed at: {', '.join(failed_undo)}"
+            + (f" (undone: {', '.join(undone)})" if undone else "")
+            + f"; traffic was never resumed to {ctx.target}",
+            remedy=f"fix what the failed undo reports, then run `roleswap -c {ctx.config.source} "
+                   "recover`: it reads the servers and finishes the rollback (or the swap, if "
+                   f"{ctx.target} has taken writes of its own)")
     ctx.journal.set_phase("rolled_back")
     res.rolled_back = True
     return RolledBackError(f"{cause.message} (rolled back: {ctx.source} is the primary again)",
@@ -171,8 +181,13 @@ def after_ponr_error(ctx: SwapContext, plan: list[Step], failed: Step,
     i = plan.index(failed)
     remaining = [s.title(ctx) for s in plan[i:]]
     lines = "\n".join(f"    - {t}" for t in remaining)
+    finish = f"run `roleswap -c {ctx.config.source} recover` to finish"
+    if cause.remedy and "recover" in cause.remedy:
+        remedy = cause.remedy  # it already says to run recover
+    elif cause.remedy:
+        remedy = f"{cause.remedy}; then {finish}"
+    else:
+        remedy = finish
     return AfterPointOfNoReturnError(
         f"{cause.message}\n  {ctx.target} is the primary and traffic is flowing; "
-        f"not yet done:\n{lines}",
-        remedy=(f"{cause.remedy + '; then ' if cause.remedy else ''}run "
-                f"`roleswap -c {ctx.config.source} recover` to finish"))
+        f"not yet done:\n{lines}", remedy=remedy)

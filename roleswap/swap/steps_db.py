@@ -1,68 +1,23 @@
-"""The database steps: pre-sync, fence, catch-up, promote, demote, repoint, verify.
-
-GTID and file/position topologies differ only in how a position is captured and
-waited for, so each of those is a small table entry (:data:`POSITION_MODES`),
-not a branch in every step.
+"""The database steps: pre-sync, promote, demote, repoint, verify (the fence and its
+checks are in :mod:`roleswap.swap.steps_fence`; positions in :mod:`roleswap.swap.positions`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from roleswap.errors import StepError
-from roleswap.mysql.dialect import ReplicaStatus, Stmt, gtid_wait_reached, pos_wait_reached
+from roleswap.mysql.dialect import ReplicaStatus, Stmt
+from roleswap.mysql.gtid import GtidSet, MariaGtidPos
 from roleswap.swap.context import SwapContext
+from roleswap.swap.positions import POSITION_MODES, PositionMode, mode
+from roleswap.swap.positions import fmt as _fmt
+from roleswap.swap.positions import read_file_pos as _read_file_pos
 from roleswap.swap.step import Step
 
-
-# -- positions --------------------------------------------------------------------
-@dataclass(frozen=True)
-class PositionMode:
-    """How to read a server's binlog position and wait for a replica to apply it."""
-
-    name: str
-    read: Callable[[SwapContext, str], dict[str, Any]]
-    wait: Callable[[SwapContext, str, dict[str, Any], float], bool | None]
-
-
-def _read_gtid(ctx: SwapContext, name: str) -> dict[str, Any]:
-    d = ctx.dialect(name)
-    col = "gtid_binlog_pos" if d.flavor == "mariadb" else "gtid_executed"
-    rows = ctx.query(name, f"SELECT @@GLOBAL.{col} AS pos")
-    return {"gtid": str(rows[0]["pos"] or "")}
-
-
-def _wait_gtid(ctx: SwapContext, name: str, pos: dict[str, Any], timeout: float) -> bool | None:
-    if not pos["gtid"]:
-        return True  # nothing was ever written
-    rows = ctx.run(name, [ctx.dialect(name).wait_for_gtid(pos["gtid"], timeout)])
-    return gtid_wait_reached(next(iter(rows[0].values())))
-
-
-def _read_file_pos(ctx: SwapContext, name: str) -> dict[str, Any]:
-    rows = ctx.run(name, [ctx.dialect(name).binlog_status()])
-    if not rows:
-        raise StepError(f"{name} has no binary log (SHOW MASTER STATUS is empty)",
-                        remedy=f"enable log_bin on {name}")
-    return {"file": str(rows[0]["File"]), "pos": int(rows[0]["Position"])}
-
-
-def _wait_file_pos(ctx: SwapContext, name: str, pos: dict[str, Any], timeout: float) -> bool | None:
-    rows = ctx.run(name, [ctx.dialect(name).wait_for_pos(pos["file"], pos["pos"], timeout)])
-    return pos_wait_reached(next(iter(rows[0].values())))
-
-
-POSITION_MODES = {
-    "gtid": PositionMode("gtid", _read_gtid, _wait_gtid),
-    "filepos": PositionMode("filepos", _read_file_pos, _wait_file_pos),
-}
-
-
-def mode(ctx: SwapContext) -> PositionMode:
-    return POSITION_MODES[ctx.state.get("mode", "gtid")]
+__all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Promote", "Repoint", "Verify",
+           "mode", "point_to", "replicates_from", "replication_host"]
 
 
 def replica_rows(ctx: SwapContext, name: str) -> list[dict[str, Any]]:
@@ -122,68 +77,6 @@ class PreSync(Step):
         return "caught up"
 
 
-class Fence(Step):
-    """Make the old primary refuse writes (bounded: a blocked read_only gives up safely)."""
-
-    name = "fence"
-
-    def title(self, ctx: SwapContext) -> str:
-        return f"set read_only on {ctx.source} (lock_wait_timeout {ctx.opts.fence_timeout}s)"
-
-    def apply(self, ctx: SwapContext) -> str:
-        try:
-            ctx.run(ctx.source, ctx.dialect(ctx.source).fence(ctx.opts.fence_timeout))
-        except Exception as e:
-            raise StepError(f"could not fence {ctx.source}: {e}",
-                            remedy="a long statement or LOCK TABLES holds it; retry when it ends, "
-                                   "or raise --fence-timeout") from None
-        return f"{ctx.source} read_only"
-
-    def undo(self, ctx: SwapContext) -> str:
-        ctx.run(ctx.source, ctx.dialect(ctx.source).unfence())
-        return f"{ctx.source} writable again"
-
-
-class CatchUp(Step):
-    """Capture the fenced primary's final position; wait until the target has applied it."""
-
-    name = "catch-up"
-    reversible = False
-    max_rounds = 5
-
-    def title(self, ctx: SwapContext) -> str:
-        sib = ", ".join(ctx.state.get("siblings", []))
-        extra = f" (and {sib})" if sib and mode(ctx).name == "filepos" else ""
-        return f"wait for {ctx.target}{extra} to reach {ctx.source}'s final position exactly"
-
-    def apply(self, ctx: SwapContext) -> str:
-        m = mode(ctx)
-        deadline = time.monotonic() + ctx.opts.catchup_timeout
-        pos = m.read(ctx, ctx.source)
-        waiters = [ctx.target]
-        if m.name == "filepos":
-            # siblings are repointed by coordinates, so they must stop at the same place
-            waiters += list(ctx.state.get("siblings", []))
-        for _round in range(self.max_rounds):
-            for name in waiters:
-                left = max(0.0, deadline - time.monotonic())
-                if not m.wait(ctx, name, pos, left):
-                    raise StepError(
-                        f"{name} did not reach {ctx.source}'s final position {_fmt(pos)} "
-                        f"within {ctx.opts.catchup_timeout:g}s",
-                        remedy=f"check replication on {name} (`roleswap status`); "
-                               "raise --catchup-timeout if it is only slow")
-            # No sleeps: the position is final when it did not move while we waited.
-            again = m.read(ctx, ctx.source)
-            if again == pos:
-                ctx.remember(final_position=pos)
-                return _fmt(pos)
-            pos = again
-        raise StepError(f"{ctx.source} kept writing after read_only (an account with "
-                        "READ ONLY ADMIN/SUPER is writing)",
-                        remedy="stop privileged writers; only the control account may bypass read_only")
-
-
 class Promote(Step):
     """Stop replication on the target, forget its source, make it writable."""
 
@@ -195,12 +88,26 @@ class Promote(Step):
     def apply(self, ctx: SwapContext) -> str:
         d = ctx.dialect(ctx.target)
         ctx.run(ctx.target, d.reset_replication())
-        # The new primary's coordinates before its first write: where file/pos replicas start.
-        ctx.remember(promoted_at=_read_file_pos(ctx, ctx.target))
+        # The new primary's coordinates before its first write: where file/pos replicas
+        # start.  Recorded once: a re-run (recover) after the target took writes must not
+        # move it past them.
+        if "promoted_at" not in ctx.state:
+            ctx.remember(promoted_at=_read_file_pos(ctx, ctx.target))
         ctx.run(ctx.target, d.unfence())
         return f"{ctx.target} writable"
 
     def undo(self, ctx: SwapContext) -> str:
+        """Back to a read-only replica of the source -- unless it took writes of its own
+        (rolling back would lose them: recover finishes the swap instead)."""
+        from roleswap.swap.divergence import target_own_writes
+
+        if "promote" not in ctx.journal.last_status():
+            return f"{ctx.target} was never promoted"
+        own = target_own_writes(ctx)
+        if own:
+            raise StepError(f"{ctx.target} took writes of its own as the new primary ({own}); "
+                            "demoting it would lose them",
+                            remedy="run `roleswap recover`: it finishes the swap instead")
         d = ctx.dialect(ctx.target)
         ctx.run(ctx.target, d.read_only())
         configured, running = replicates_from(ctx, ctx.target, ctx.source)
@@ -223,10 +130,12 @@ class Demote(Step):
 
     def apply(self, ctx: SwapContext) -> str:
         d = ctx.dialect(ctx.source)
+        # Always, even when it already replicates: a server restarted with a config
+        # that lacks read_only comes back writable (and then two servers are).
+        ctx.run(ctx.source, d.read_only())
         configured, running = replicates_from(ctx, ctx.source, ctx.target)
         if configured and running:
-            return "already replicating"
-        ctx.run(ctx.source, d.read_only())  # it is already; keep it so on a re-run
+            return f"{ctx.source} read_only, already replicating from {ctx.target}"
         if not configured:
             ctx.run(ctx.source, d.stop_replication())
             if mode(ctx).name == "gtid":
@@ -242,50 +151,82 @@ class Demote(Step):
 
 
 class Repoint(Step):
-    """Point the old primary's other replicas at the new primary."""
+    """Point the old primary's other replicas at the new primary.
+
+    A sibling whose replication was stopped at preflight (``stopped_siblings`` in
+    the journal state: name -> the threads that ran then) is repointed but only
+    those threads are started again: stopped on purpose, it stays stopped.
+    """
 
     name = "repoint"
     reversible = False
 
     def title(self, ctx: SwapContext) -> str:
         sib = ctx.state.get("siblings", [])
-        return f"repoint {', '.join(sib)} to {ctx.target}" if sib else "no other replicas to repoint"
+        if not sib:
+            return "no other replicas to repoint"
+        kept = [n for n in sib if n in stopped_siblings(ctx)]
+        extra = f" ({', '.join(kept)}: replication left stopped, as found)" if kept else ""
+        return f"repoint {', '.join(sib)} to {ctx.target}{extra}"
 
     def apply(self, ctx: SwapContext) -> str:
         done = []
+        stopped = stopped_siblings(ctx)
         for name in ctx.state.get("siblings", []):
             d = ctx.dialect(name)
             configured, running = replicates_from(ctx, name, ctx.target)
-            if configured and running:
+            if name not in stopped and configured and running:
                 continue
             if not configured:
                 ctx.run(name, d.stop_replication())
                 ctx.run(name, point_to(ctx, name, ctx.target, ctx.state.get("promoted_at")))
-            ctx.run(name, d.start_replication())
-            done.append(name)
+            if name not in stopped:
+                ctx.run(name, d.start_replication())
+                done.append(name)
+                continue
+            threads = stopped[name]
+            for thread in threads:  # idempotent: starting a running thread only warns
+                ctx.run(name, [(f"{d.start_replica_sql} {_THREAD_KEYWORD[thread]}", ())])
+            done.append(f"{name} (left stopped)" if not threads
+                        else f"{name} ({'+'.join(t.upper() for t in threads)} only)")
         return ", ".join(done) or "nothing to do"
 
 
 class Verify(Step):
-    """Every replica follows the new primary and catches up; exactly one writable server."""
+    """Every replica follows the new primary and catches up; exactly one writable server.
+
+    Two kinds of sibling are not waited for: one left stopped by Repoint (it must be
+    repointed, not running), and one with a delay (SQL_Delay > 0), accepted once it
+    runs and its IO thread has RECEIVED the new primary's position; it applies it
+    ``SQL_Delay`` s later.  Both are reported in the swap's notes.
+    """
 
     name = "verify"
     reversible = False
 
     def title(self, ctx: SwapContext) -> str:
-        return f"check: only {ctx.target} writable, all replicas running and caught up"
+        kept = list(stopped_siblings(ctx))
+        extra = f" (left stopped: {', '.join(kept)}, repointed only)" if kept else ""
+        return f"check: only {ctx.target} writable, all replicas running and caught up{extra}"
 
     def apply(self, ctx: SwapContext) -> str:
         m = mode(ctx)
         pos = m.read(ctx, ctx.target)
+        stopped = stopped_siblings(ctx)
         replicas = [ctx.source, *ctx.state.get("siblings", [])]
+        before = ctx.topology()
+        delays = {n: r.sql_delay for n in replicas if n not in stopped
+                  for r in [before.by_name(n).replica] if r is not None and r.sql_delay > 0}
         for name in replicas:
+            if name in stopped or name in delays:
+                continue
             if not m.wait(ctx, name, pos, ctx.opts.catchup_timeout):
                 raise StepError(f"{name} did not catch up with {ctx.target}",
                                 remedy=f"check replication on {name} (`roleswap status`)")
         # Right after START SLAVE the IO thread is "Preparing"/"Connecting" for a few ms
-        # while the GTID wait above can already succeed: re-read until the threads are
-        # up, failing at once only on a definite error.
+        # while the GTID wait above can already succeed (and a delayed replica has yet to
+        # receive the position): re-read until the threads are up, failing at once only
+        # on a definite error.
         deadline = time.monotonic() + ctx.opts.catchup_timeout
         while True:
             topo = ctx.topology()
@@ -293,24 +234,50 @@ class Verify(Step):
             if writable != [ctx.target]:
                 raise StepError(f"writable servers are {writable}, expected only {ctx.target}",
                                 remedy="set read_only=1 on every server except the new primary")
-            problems, transient = _replica_problems(ctx, topo, replicas)
+            problems, transient = _replica_problems(ctx, topo, replicas, pos, stopped, delays)
             if not problems:
                 break
             if not transient or time.monotonic() > deadline:
                 raise StepError("replication is not healthy on " + "; ".join(problems),
                                 remedy="see `roleswap status`; run `roleswap recover` to retry")
             time.sleep(0.01)
-        return f"{len(replicas)} replica(s) at {_fmt(pos)}"
+        for name, delay in delays.items():
+            ctx.notes.append(f"{name} applies with a delay (SQL_Delay={delay}s): it has received "
+                             f"{ctx.target}'s position {_fmt(pos)} and applies it within ~{delay}s")
+        for name in stopped:
+            ctx.notes.append(f"{name} was repointed to {ctx.target} but its replication was left "
+                             f"stopped, as it was before the swap (START SLAVE on {name} resumes it)")
+        caught_up = len(replicas) - len(delays) - len(stopped)
+        extra = "".join([f"; {', '.join(delays)} delayed (received)" if delays else "",
+                         f"; {', '.join(stopped)} left stopped" if stopped else ""])
+        return f"{caught_up} replica(s) at {_fmt(pos)}{extra}"
 
 
-def _replica_problems(ctx: SwapContext, topo: Any, replicas: list[str]) -> tuple[list[str], bool]:
-    """(what is wrong, whether all of it may still resolve by itself)."""
+def _replica_problems(ctx: SwapContext, topo: Any, replicas: list[str],
+                      pos: dict[str, Any] | None = None,
+                      stopped: dict[str, list[str]] | None = None,
+                      delays: dict[str, int] | None = None) -> tuple[list[str], bool]:
+    """(what is wrong, whether all of it may still resolve by itself).
+
+    Every replica must replicate from the target; ``stopped`` ones need nothing more,
+    the others must run both threads, and ``delays`` ones must also have received
+    ``pos`` (a transient problem until they have).
+    """
     problems: list[str] = []
     transient = True
+    stopped, delays = stopped or {}, delays or {}
     for name in replicas:
         r = topo.by_name(name).replica
         src = topo.source_of(name)
+        if name in stopped:
+            if r is None or src != ctx.target:
+                problems.append(f"{name} (source {src}: not repointed to {ctx.target})")
+                transient = False
+            continue
         if r is not None and src == ctx.target and r.running:
+            if name not in delays or pos is None or _received(topo.by_name(name), r, pos):
+                continue
+            problems.append(f"{name} (delayed {delays[name]}s: has not yet received {_fmt(pos)})")
             continue
         state = "not a replica" if r is None else (r.error or f"IO {r.io_state}, SQL "
                                                    f"{'running' if r.sql_running else 'stopped'}")
@@ -320,7 +287,24 @@ def _replica_problems(ctx: SwapContext, topo: Any, replicas: list[str]) -> tuple
     return problems, transient
 
 
-def _fmt(pos: dict[str, Any]) -> str:
-    if "gtid" in pos:
-        return pos["gtid"] or "(empty)"
-    return f"{pos['file']}:{pos['pos']}"
+_THREAD_KEYWORD = {"io": "IO_THREAD", "sql": "SQL_THREAD"}
+
+
+def stopped_siblings(ctx: SwapContext) -> dict[str, list[str]]:
+    """Siblings found with replication stopped at preflight -> the threads that ran then
+    (a plain list of names means: none ran)."""
+    recorded = ctx.state.get("stopped_siblings") or {}
+    if isinstance(recorded, list):
+        return {str(n): [] for n in recorded}
+    return {str(k): list(v) for k, v in recorded.items()}
+
+
+def _received(srv: Any, r: ReplicaStatus, pos: dict[str, Any]) -> bool:
+    """Has ``srv``'s IO thread received the target's position ``pos`` (applied or not)?"""
+    if "gtid" not in pos:
+        return r.received_file_pos(str(pos["file"]), int(pos["pos"]))
+    if not pos["gtid"]:
+        return True
+    target: MariaGtidPos | GtidSet = (MariaGtidPos.parse(pos["gtid"]) if srv.is_mariadb
+                                      else GtidSet.parse(pos["gtid"]))
+    return r.received_gtid(target)

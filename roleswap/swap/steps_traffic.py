@@ -6,8 +6,8 @@ from typing import Any
 
 import redis
 
-from intermission.controller import Controller, DrainReport
-from intermission.errors import IntermissionError
+from intermission.controller import Controller, DrainReport, describe_resume
+from intermission.errors import IntermissionError, RedisUnavailableError
 from intermission.store import ResumeOutcome
 from roleswap.coord.lock import ClusterLock
 from roleswap.errors import StepError
@@ -30,10 +30,23 @@ def cluster_lock(ctx: SwapContext) -> ClusterLock | None:
 
 
 def controller(ctx: SwapContext) -> Controller:
+    """intermission's Controller on the swap's Redis client.  Its messages name the
+    Redis as roleswap's config does (masked URL + the config key), never as
+    intermission's own options (``--redis``, ``INTERMISSION_REDIS_URL``)."""
     if ctx.redis is None:
         raise StepError("no [redis] url in the config: pausing traffic needs Redis",
                         remedy="add [redis] url, or run with --no-pause")
-    return Controller(ctx.redis, ctx.config.scope)
+    c = Controller(ctx.redis, ctx.config.scope)
+    c.url = f"{ctx.config.redis_url_masked} ([redis] url in {ctx.config.source})"
+    return c
+
+
+def redis_remedy(ctx: SwapContext, e: Exception, default: str) -> str:
+    """What to do about ``e`` from Redis/intermission, in roleswap's terms: a Redis
+    that cannot be reached points at the config, a pause conflict keeps its own advice."""
+    if isinstance(e, redis.RedisError | RedisUnavailableError):
+        return f"check [redis] url in {ctx.config.source} and that Redis runs there; {default}"
+    return getattr(e, "remedy", "") or default
 
 
 class Lock(Step):
@@ -60,8 +73,7 @@ class Lock(Step):
         lock = cluster_lock(ctx)
         if lock is None:
             return "no lock was taken"
-        lock.release()
-        return "released"
+        return _release(ctx, lock)
 
 
 class Unlock(Lock):
@@ -75,7 +87,7 @@ class Unlock(Lock):
         lock = cluster_lock(ctx)
         if lock is None:
             return "skipped: no Redis (--no-pause)"
-        return "released" if lock.release() else "was not held (expired?)"
+        return _release(ctx, lock)
 
     def undo(self, ctx: SwapContext) -> str:
         return "nothing to undo"
@@ -98,7 +110,7 @@ class Pause(Step):
                 ttl=ctx.opts.pause_ttl, owner=f"roleswap:{ctx.swap_id}")
         except (redis.RedisError, IntermissionError) as e:
             raise StepError(f"could not pause traffic: {_why(e)}",
-                            remedy=getattr(e, "remedy", "") or "check Redis, or use --no-pause") from None
+                            remedy=redis_remedy(ctx, e, "or swap with --no-pause")) from None
         ctx.pause_handle = handle
         ctx.remember(pause_token=handle.token)
         report = handle.wait_drained(ctx.opts.drain_timeout)
@@ -152,8 +164,11 @@ def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
                                f"(lease TTL); or run `intermission resume --scope {ctx.config.scope}`"
                         ) from None
     ctx.pause_handle = None
-    if outcome is ResumeOutcome.RESUMED:
-        return "resumed"
+    if outcome.ended:  # RESUMED, or RESUMED_AFTER_LOSS (the key was lost: Redis restarted?)
+        said = describe_resume(outcome, len(handle.reasserted) if handle is not None else 0)
+        if said != "resumed":
+            ctx.notes.append(f"intermission: {said}")
+        return said
     if outcome is ResumeOutcome.ALREADY_RESUMED:
         return "was already resumed"
     # The lease ended on its own (expired) or another pause replaced it: apps already
@@ -165,10 +180,24 @@ def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
     return f"not resumed by us: {outcome.value}"
 
 
+def _release(ctx: SwapContext, lock: ClusterLock) -> str:
+    """Release the lock if still ours.  A Redis error is not a failure: the lock
+    expires by itself after its TTL, and nothing else depends on releasing it now."""
+    try:
+        return "released" if lock.release() else "was not held (expired?)"
+    except redis.RedisError as e:
+        ctx.notes.append(f"the cluster lock could not be released (Redis error {type(e).__name__}); "
+                         f"it expires by itself within {ctx.opts.lock_ttl:g}s: check [redis] url "
+                         f"in {ctx.config.source} and that Redis runs there")
+        return f"not released (Redis error {type(e).__name__}); expires within {ctx.opts.lock_ttl:g}s"
+
+
 def _summary(report: DrainReport) -> str:
     return str(report).splitlines()[0]
 
 
 def _why(e: Exception) -> str:
-    # Redis errors can carry the URL; intermission's messages mask passwords already.
-    return str(e) if isinstance(e, IntermissionError) else f"Redis error {type(e).__name__}"
+    """The problem only: an IntermissionError's ``str`` appends intermission's own remedy
+    (its CLI options), which is wrong advice for roleswap.  Raw Redis errors can carry
+    the URL; intermission's messages mask passwords already."""
+    return e.message if isinstance(e, IntermissionError) else f"Redis error {type(e).__name__}"

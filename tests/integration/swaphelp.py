@@ -14,6 +14,7 @@ from typing import Any
 
 import pymysql
 
+from roleswap.mysql.conn import connect
 from tests.conftest import RunningLab
 
 ROLESWAP = [sys.executable, "-m", "roleswap"]
@@ -165,7 +166,7 @@ class Writer(threading.Thread):
 
 @dataclass(eq=False)
 class ReadOnlyWatcher(threading.Thread):
-    """Samples @@read_only on every node (root sockets) as fast as it can; records the
+    """Samples @@read_only on every node (control account) as fast as it can; records the
     largest number of writable servers seen in one sample."""
 
     lab: RunningLab
@@ -178,15 +179,19 @@ class ReadOnlyWatcher(threading.Thread):
         threading.Thread.__init__(self, daemon=True)
 
     def run(self) -> None:
-        conns = {n: self.lab.root(n) for n in names(self.lab)}
+        # The control account, not root: a root session is one that can write through
+        # read_only, and preflight refuses a swap while one is open on --from.
+        cfg = self.lab.config
+        conns = {n: connect(cfg.server(n), cfg.mysql, timeout=2, tls=False, read_timeout=5)
+                 for n in names(self.lab)}
         try:
             while not self.stop_event.is_set():
                 sample = {}
                 for n, c in conns.items():
                     with c.cursor() as cur:
-                        cur.execute("SELECT @@read_only")
+                        cur.execute("SELECT @@read_only AS ro")
                         row = cur.fetchone()
-                        sample[n] = int(row[0]) if row else 1
+                        sample[n] = int(row["ro"]) if row else 1
                 writable = sum(1 for v in sample.values() if v == 0)
                 self.max_writable = max(self.max_writable, writable)
                 if writable > 1:

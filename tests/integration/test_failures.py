@@ -111,7 +111,7 @@ def test_sigkill_then_recover(lab: RunningLab, point: str) -> None:
         # the pause lease ends by itself, with nobody left to resume it
         ctl = Controller(client(lab), lab.config.scope)
         while ctl.status().paused:
-            assert time.monotonic() - t_kill < float(PAUSE_TTL) + 1, "pause did not expire"
+            assert time.monotonic() - t_kill < 10 * float(PAUSE_TTL), "pause did not expire"
             time.sleep(0.05)
         st = roleswap(lab, "status")
         assert "INTERRUPTED SWAP" in st.stdout, st.stdout

@@ -104,7 +104,7 @@ def test_errant_transaction_on_target(tmp_path: Path, module_lab: RunningLab) ->
 
 def test_long_transaction_on_primary(lab: RunningLab) -> None:
     lab.query("db1", "CREATE TABLE IF NOT EXISTS app.longtrx (id INT PRIMARY KEY)")
-    holder = lab.root("db1")
+    holder = lab.app("db1")
     try:
         with holder.cursor() as cur:
             cur.execute("BEGIN")
@@ -203,7 +203,7 @@ def test_fence_blocked_by_lock_tables_rolls_back(lab: RunningLab) -> None:
     """Not a preflight refusal: read_only waits for LOCK TABLES, gives up after
     --fence-timeout, and the swap rolls back (exit 4) with db1 still writable."""
     lab.query("db1", "CREATE TABLE IF NOT EXISTS app.locked (id INT PRIMARY KEY)")
-    holder = lab.root("db1")
+    holder = lab.app("db1")
     released = threading.Event()
     try:
         with holder.cursor() as cur:

@@ -287,7 +287,7 @@ def test_vip_on_the_wrong_host_is_refused(hlab: HostsLab) -> None:
 def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
     """db1's sshd and sessions die while the swap waits at the fence (held by LOCK TABLES):
     vip-remove cannot run, the swap rolls back, db1 keeps the VIP and stays writable."""
-    locker = hlab.root("db1")
+    locker = hlab.app("db1")
     proc = None
     try:
         with locker.cursor() as cur:

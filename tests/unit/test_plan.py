@@ -31,8 +31,14 @@ def names(c: SwapContext) -> list[str]:
 
 def test_endpoint_plan(tmp_path: Path) -> None:
     assert names(ctx(tmp_path, "endpoint")) == [
-        "lock", "pre-sync", "pause", "fence", "catch-up", "promote", "publish", "resume",
-        "demote", "repoint", "verify", "unlock"]
+        "lock", "pre-sync", "pause", "fence", "catch-up", "promote", "publish", "fence-check",
+        "resume", "demote", "repoint", "verify", "unlock"]
+
+
+def test_fence_check_is_the_last_step_before_the_point_of_no_return(tmp_path: Path) -> None:
+    for method in ("endpoint", "none"):
+        plan = build_plan(ctx(tmp_path, method))
+        assert plan[ponr_index(plan) - 1].name == "fence-check"
 
 
 def test_no_pause_keeps_the_point_of_no_return(tmp_path: Path) -> None:

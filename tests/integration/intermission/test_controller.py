@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -71,7 +72,7 @@ def test_duplicate_pause_same_token_is_idempotent_and_resume_once(ctl: Controlle
 
 def test_stale_resume_after_newer_pause(ctl: Controller) -> None:
     old = ctl.pause("old", ttl=0.2, auto_renew=False)
-    assert wait_for(lambda: ctl.read().lease is None, 2.0)
+    assert wait_for(lambda: ctl.read().lease is None, 10.0)
     new = ctl.pause("new", ttl=5, auto_renew=False)
     assert ctl.resume(old.token) is ResumeOutcome.TOKEN_MISMATCH
     assert ctl.read().lease == new.lease
@@ -87,13 +88,89 @@ def test_auto_renew_keeps_the_lease_and_stops_when_lost(ctl: Controller,
         time.sleep(1.3)  # well past one TTL
         state = ctl.read()
         assert state.lease is not None and state.lease.token == h.token
-        assert state.ttl_remaining is not None and state.ttl_remaining > 0.1
-        # someone deletes it: renewal notices and stops, renew() raises
-        redis.Redis.from_url(redis_url).delete(p.lease_key(ctl.scope))
-        assert wait_for(lambda: h.lost is not None, 2.0)
+        assert state.ttl_remaining is not None and state.ttl_remaining > 0
+        # someone else resumes it: renewal notices, does NOT re-create it, and stops
+        assert Controller(redis_url, ctl.scope).resume(h.token) is ResumeOutcome.RESUMED
+        assert wait_for(lambda: h.lost is not None, 5.0)
+        assert "resumed by someone else" in str(h.lost) and h.reasserted == []
         with pytest.raises(LeaseLostError):
             h.renew()
     assert ctl.read().lease is None
+
+
+def events(r: redis.Redis, scope: str) -> Any:
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(p.events_channel(scope))
+    assert pubsub.get_message(timeout=1.0) is None  # the subscribe confirmation
+    return pubsub
+
+
+def next_event(pubsub: Any) -> p.Event:
+    msg = pubsub.get_message(timeout=5.0)
+    assert msg is not None, "no event published"
+    return p.Event.decode(msg["data"])
+
+
+def test_lost_key_is_reasserted_with_the_same_token(ctl: Controller, redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    sub = events(r, ctl.scope)
+    with ctl.pause("kept", ttl=30) as h:  # checked every min(ttl/3, 1 s) = 1 s
+        assert next_event(sub).type == "pause"
+        r.delete(p.lease_key(ctl.scope))  # what a Redis restart without persistence does
+        assert wait_for(lambda: bool(h.reasserted), 5.0)
+        assert h.lost is None and 0 < h.reasserted[0].left <= 30
+        state = ctl.read()
+        assert state.lease is not None and state.lease.token == h.token
+        seen = [next_event(sub) for _ in range(2)]  # a renew may come first
+        assert any(e.type == "pause" and e.token == h.token for e in seen), seen
+        outcome = h.resume()
+        assert outcome is ResumeOutcome.RESUMED
+        assert h.describe(outcome) == ("the pause key was lost (Redis restarted?) and "
+                                       f"re-asserted {len(h.reasserted)} time(s); resumed")
+    sub.close()
+
+
+def test_lost_key_replaced_by_another_pause_is_not_reasserted(ctl: Controller,
+                                                              redis_url: str) -> None:
+    h = ctl.pause("first", ttl=30, auto_renew=False)
+    redis.Redis.from_url(redis_url).delete(p.lease_key(ctl.scope))
+    other = Controller(redis_url, ctl.scope).pause("second", ttl=30, auto_renew=False)
+    with pytest.raises(LeaseLostError, match=f"now holds token {other.token}"):
+        h.renew()
+    assert h.reasserted == [] and ctl.read().lease == other.lease
+    assert h.resume() is ResumeOutcome.TOKEN_MISMATCH  # and the other pause goes on
+    assert ctl.read().lease == other.lease
+    assert other.resume() is ResumeOutcome.RESUMED
+
+
+def test_expired_lease_is_not_reasserted_nor_resumed(ctl: Controller) -> None:
+    h = ctl.pause("short", ttl=0.2, auto_renew=False)
+    assert wait_for(lambda: ctl.read().lease is None, 5.0)
+    time.sleep(max(0.0, h.valid_until - time.monotonic()))  # expired by our clock too
+    with pytest.raises(LeaseLostError, match="expired by our clock"):
+        h.renew()
+    assert h.reasserted == [] and ctl.read().lease is None
+    assert h.resume() is ResumeOutcome.NOT_PAUSED  # no process holds it: nothing to end
+    assert ctl.read().last_resume is None
+
+
+def test_resume_of_a_lost_key_still_ends_the_pause(ctl: Controller, redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    h = ctl.pause("lost", ttl=30, auto_renew=False)
+    sub = events(r, ctl.scope)
+    r.delete(p.lease_key(ctl.scope))
+    outcome = h.resume({"primary": "b"})
+    assert outcome is ResumeOutcome.RESUMED_AFTER_LOSS and outcome.ended
+    event = next_event(sub)
+    assert (event.type, event.token, event.payload) == ("resume", h.token, {"primary": "b"})
+    last = ctl.read().last_resume
+    assert last is not None and last.token == h.token and last.payload == {"primary": "b"}
+    assert h.resume() is ResumeOutcome.ALREADY_RESUMED
+    assert ctl.resume(h.token) is ResumeOutcome.ALREADY_RESUMED
+    # the token can never pause again, even by a retry of the original pause call
+    with pytest.raises(LeaseLostError):
+        ctl.pause("lost", ttl=30, token=h.token, auto_renew=False)
+    sub.close()
 
 
 def test_context_manager_resumes_on_exception(ctl: Controller) -> None:
@@ -125,6 +202,18 @@ def test_wait_drained_without_processes_and_after_loss(ctl: Controller) -> None:
     assert not report.drained and report.error and "no longer active" in report.error
 
 
+def test_wait_drained_goes_on_while_a_lost_key_is_still_in_force(ctl: Controller,
+                                                                  redis_url: str) -> None:
+    h = ctl.pause("lost", ttl=30, auto_renew=False)
+    redis.Redis.from_url(redis_url).delete(p.lease_key(ctl.scope))  # Redis restarted
+    report = h.wait_drained(1)
+    assert report.drained and report.error is None
+    assert Controller(redis_url, ctl.scope).resume(h.token, in_force=True) \
+        is ResumeOutcome.RESUMED_AFTER_LOSS  # someone else ended it
+    report = h.wait_drained(1)
+    assert not report.drained and report.error and "no longer active" in report.error
+
+
 def test_unreachable_redis_is_a_clear_error() -> None:
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
     c = Controller(url, "x", socket_timeout=0.5)
@@ -145,3 +234,32 @@ def test_bad_arguments_raise_value_error(ctl: Controller, redis_server: RedisSer
         Controller(redis_server.url, "bad scope")
     with pytest.raises(ValueError, match="timeout must be"):
         ctl.wait_drained("tok-aaaaaaaa", -1)
+
+
+def test_roleswap_resume_step_words_a_lost_key(ctl: Controller, redis_url: str) -> None:
+    from types import SimpleNamespace
+
+    from roleswap.swap.steps_traffic import _resume
+
+    r = redis.Redis.from_url(redis_url)
+
+    def swap_ctx(handle: Any) -> Any:
+        return SimpleNamespace(pause_handle=handle, state={"pause_token": handle.token},
+                               notes=[], opts=SimpleNamespace(pause_ttl=30.0),
+                               config=SimpleNamespace(scope=ctl.scope))
+
+    h = ctl.pause("swap", ttl=30, auto_renew=False)
+    r.delete(p.lease_key(ctl.scope))
+    h.renew()  # what the renew loop does: re-asserts with the same token
+    sctx = swap_ctx(h)
+    said = _resume(sctx, {"primary": "db2"})
+    assert said == "the pause key was lost (Redis restarted?) and re-asserted 1 time(s); resumed"
+    assert sctx.notes == [f"intermission: {said}"]
+
+    h = ctl.pause("swap", ttl=30, auto_renew=False)
+    r.delete(p.lease_key(ctl.scope))
+    sctx = swap_ctx(h)
+    said = _resume(sctx, {"primary": "db2"})
+    assert said.startswith("the pause key was lost (Redis restarted?); resumed anyway"), said
+    assert sctx.notes == [f"intermission: {said}"]
+    assert _resume(swap_ctx(h), None) == "was already resumed"

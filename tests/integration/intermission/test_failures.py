@@ -23,20 +23,23 @@ def test_redis_killed_during_pause_releases_at_expiry_then_recovers(
     assert wait_processes(ctl, 1)
     ttl = 2.0
     pause = ctl.pause("redis dies", ttl=ttl, auto_renew=False)
-    paused_at = time.monotonic()
-    assert pause.wait_drained(2).drained
+    assert pause.wait_drained(5).drained
     futures = [client.fire(f"{srv.base}/?tag={i}") for i in range(4)]
     time.sleep(0.3)
     assert not any(f.done() for f in futures)
     fresh_redis.stop()
     results = [f.result(timeout=10) for f in futures]
+    # 200, not max_hold's 503: released by the lease's expiry, and not before it (the
+    # lease's end by the pauser's monotonic clock, which the app shares; 20 ms for
+    # Redis's ms rounding)
     assert [r.status_code for r, _ in results] == [200] * 4
-    released = max(t for _, t in results) - paused_at
-    assert ttl - 0.1 <= released <= ttl + 1.0, released
-    # Redis still down: fail open, no added latency
+    assert min(t for _, t in results) >= pause.valid_until - 0.02
+    assert all(r.json()["payload"] is None for r, _ in results)  # no resume: expiry
+    # Redis still down: fail open -- not held (a held request waits max_hold, 8 s, then
+    # gets 503); measured <= 0.06 s on a loaded 2-core box, bound 2 s
     t0 = time.monotonic()
     assert srv.get("/").status_code == 200
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 2.0
     # Redis back (empty) on the same port: the app reconnects and obeys new pauses
     back = start_redis(fresh_redis.dir, port=fresh_redis.port)
     try:
@@ -62,6 +65,6 @@ def test_redis_down_at_start_requests_pass(servers: Callable[..., AppServer],
     for _ in range(5):
         t0 = time.monotonic()
         resp = srv.get("/")
-        assert resp.status_code == 200
-        assert time.monotonic() - t0 < 0.5
+        assert resp.status_code == 200  # not held: max_hold (10 s) would end in a 503
+        assert time.monotonic() - t0 < 2.0  # measured <= 0.06 s on a loaded 2-core box
     assert "Traceback" not in srv.log_text()

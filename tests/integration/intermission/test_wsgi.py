@@ -39,23 +39,23 @@ def test_hold_then_release_all_200_in_fifo_order(gthread: AppServer, ctl: Contro
                                                  client: Client) -> None:
     assert wait_processes(ctl, 1)
     with ctl.pause("test", ttl=10) as pause:
-        assert pause.wait_drained(2).drained
+        assert pause.wait_drained(10).drained
         futures = []
         for i in range(6):
             futures.append(client.fire(f"{gthread.base}/?tag={i}"))
             time.sleep(0.03)  # a known arrival order
         time.sleep(0.3)
         assert not any(f.done() for f in futures), "requests must be held, not answered"
-        assert wait_for(lambda: sum(p.held for p in ctl.status().processes) == 6, 2.0)
+        assert wait_for(lambda: sum(p.held for p in ctl.status().processes) == 6, 10.0)
         resumed_at = time.monotonic()
         assert pause.resume() is ResumeOutcome.RESUMED
-    results = [f.result(timeout=5) for f in futures]
+    results = [f.result(timeout=20) for f in futures]
     assert [r.status_code for r, _ in results] == [200] * 6
     bodies = [r.json() for r, _ in results]
     assert len({b["pid"] for b in bodies}) == 1
     seqs = [b["seq"] for b in bodies]
     assert seqs == sorted(seqs), f"released out of arrival order: {seqs}"
-    assert max(t for _, t in results) - resumed_at < 0.5
+    assert min(t for _, t in results) >= resumed_at  # none answered before the resume
 
 
 def test_max_hold_gives_503_with_retry_after(gthread: AppServer, ctl: Controller) -> None:
@@ -66,18 +66,18 @@ def test_max_hold_gives_503_with_retry_after(gthread: AppServer, ctl: Controller
     assert resp.status_code == 503
     assert 1 <= int(resp.headers["Retry-After"]) <= 30
     assert "paused" in resp.text
-    assert 1.9 <= waited < 4.0, waited  # max_hold is 2 s
-    info = ctl.status().processes[0]
-    assert info.metrics["timed_out_total"] >= 1
+    assert waited >= 1.9, waited  # max_hold is 2 s; the pause (10 s) was still on: a 503
+    # the heartbeat carrying the count is pushed asynchronously, right after the 503
+    assert wait_for(lambda: ctl.status().processes[0].metrics["timed_out_total"] >= 1, 10.0)
 
 
 def test_exempt_path_passes_while_paused(gthread: AppServer, ctl: Controller) -> None:
     with ctl.pause("test", ttl=10) as pause:
-        assert pause.wait_drained(2).drained
-        t0 = time.monotonic()
+        assert pause.wait_drained(10).drained
         resp = gthread.get("/health")
+        # not held: the pause lasts until after this answer, so a held request could
+        # only have ended with max_hold's 503
         assert resp.status_code == 200
-        assert time.monotonic() - t0 < 0.5
 
 
 def test_wait_drained_waits_for_slow_request_and_reports_stuck_one(
@@ -90,9 +90,9 @@ def test_wait_drained_waits_for_slow_request_and_reports_stuck_one(
         report = pause.wait_drained(5)
         elapsed = time.monotonic() - t0
         assert report.drained, str(report)
-        assert slow.done() or wait_for(slow.done, 0.5)
-        assert 0.3 < elapsed < 2.0, elapsed
-        assert report.elapsed <= elapsed
+        assert slow.done() or wait_for(slow.done, 5.0)
+        assert elapsed > 0.3, elapsed  # it waited for the slow request...
+        assert report.elapsed <= elapsed  # ...and drained (not the 5 s timeout)
     # a stuck request: the report names the process and why, at the timeout
     stuck = client.fire(f"{gthread.base}/slow?s=2")
     time.sleep(0.2)
@@ -100,8 +100,8 @@ def test_wait_drained_waits_for_slow_request_and_reports_stuck_one(
         t0 = time.monotonic()
         report = pause.wait_drained(0.5)
         elapsed = time.monotonic() - t0
-        assert not report.drained
-        assert 0.45 < elapsed < 1.5
+        assert not report.drained  # returned at its timeout, not when the 2 s request ended
+        assert elapsed > 0.45
         assert len(report.pending) == 1
         info, why = report.pending[0]
         assert "1 request(s) still in flight" in why
@@ -114,7 +114,7 @@ def test_stale_token_resume_does_not_end_newer_pause(gthread: AppServer, ctl: Co
                                                      client: Client) -> None:
     old = ctl.pause("old", ttl=0.3, auto_renew=False)
     old.stop_renewing()
-    assert wait_for(lambda: ctl.status().lease is None, 2.0)  # the old lease expired
+    assert wait_for(lambda: ctl.status().lease is None, 10.0)  # the old lease expired
     new = ctl.pause("new", ttl=10)
     try:
         held = client.fire(f"{gthread.base}/?tag=x")
@@ -125,7 +125,7 @@ def test_stale_token_resume_does_not_end_newer_pause(gthread: AppServer, ctl: Co
         assert ctl.status().lease.token == new.token  # type: ignore[union-attr]
     finally:
         assert new.resume() is ResumeOutcome.RESUMED
-    assert held.result(timeout=5)[0].status_code == 200
+    assert held.result(timeout=20)[0].status_code == 200
 
 
 def test_sync_workers_all_acknowledge_and_release(
@@ -144,7 +144,7 @@ def test_sync_workers_all_acknowledge_and_release(
         time.sleep(0.4)
         assert not any(f.done() for f in futures)
         pause.resume()
-    assert [f.result(timeout=5)[0].status_code for f in futures] == [200] * 4
+    assert [f.result(timeout=20)[0].status_code for f in futures] == [200] * 4
     assert "Traceback" not in srv.log_text()
 
 
@@ -161,4 +161,4 @@ def test_gunicorn_preload_is_fork_safe(servers: object, redis_server: RedisServe
         fut = client.fire(f"{srv.base}/")
         time.sleep(0.3)
         assert not fut.done()
-    assert fut.result(timeout=5)[0].status_code == 200
+    assert fut.result(timeout=20)[0].status_code == 200

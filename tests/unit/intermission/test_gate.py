@@ -88,7 +88,7 @@ def test_max_hold_times_out() -> None:
     t0 = time.monotonic()
     w = gate.hold_thread()
     assert w.state == TIMED_OUT
-    assert 0.19 <= time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 >= 0.19  # the pause never ends: only max_hold did it
     assert gate.held == 0 and gate.stats.timed_out_total == 1
 
 
@@ -104,7 +104,7 @@ def test_release_rate_paces_the_backlog_in_order() -> None:
         t.join(5)
     elapsed = time.monotonic() - t0
     assert order == list(range(10))
-    assert 0.15 <= elapsed < 1.0, elapsed
+    assert 0.15 <= elapsed < 2.0, elapsed  # 9 gaps of 20 ms; measured 0.18 s, 10x margin
     assert wait_open(gate)
 
 
@@ -151,7 +151,7 @@ def test_hook_timeout_does_not_block_release() -> None:
     gate.apply_pause("tok-aaaaaaaa", math.inf)
     t0 = time.monotonic()
     gate.apply_resume("tok-aaaaaaaa", None)
-    assert time.monotonic() - t0 < 1.0 and gate.open
+    assert time.monotonic() - t0 < 2.0 and gate.open  # the hook sleeps 5 s; measured 0.2 s
 
 
 def test_hook_exception_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -166,9 +166,10 @@ def test_hook_exception_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -
 
 def test_expiry_is_known_locally() -> None:
     gate = make()
-    gate.apply_pause("tok-aaaaaaaa", time.monotonic() + 0.05)
-    assert gate.expired_token(time.monotonic()) is None
-    assert gate.expired_token(time.monotonic() + 0.1) == "tok-aaaaaaaa"
+    now = time.monotonic()
+    gate.apply_pause("tok-aaaaaaaa", now + 100)
+    assert gate.expired_token(now + 99.9) is None
+    assert gate.expired_token(now + 100) == "tok-aaaaaaaa"
     assert 1 <= gate.retry_after() <= 30
 
 
@@ -183,20 +184,17 @@ def test_asyncio_waiters_release_in_order_from_another_thread() -> None:
         order.append(i)
         gate.leave()
 
-    async def main() -> float:
+    async def main() -> None:
         tasks = []
         for i in range(1000):
             tasks.append(asyncio.create_task(one(i)))
         while gate.held < 1000:
             await asyncio.sleep(0.001)
-        t0 = time.monotonic()
         threading.Thread(target=gate.apply_resume, args=("tok-aaaaaaaa", None)).start()
-        await asyncio.gather(*tasks)
-        return time.monotonic() - t0
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
 
-    elapsed = asyncio.run(main())
+    asyncio.run(main())  # release speed: scripts/bench
     assert order == list(range(1000))
-    assert elapsed < 1.0
     assert gate.in_flight == 0 and gate.held == 0
 
 

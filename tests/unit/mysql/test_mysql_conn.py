@@ -44,7 +44,7 @@ def test_connect_tcp_without_tls(captured: dict[str, Any]) -> None:
     assert captured["autocommit"] is True
     assert captured["connect_timeout"] == 2.5
     assert captured["read_timeout"] == 2.5 and captured["write_timeout"] == 2.5
-    assert captured["user"] == "ctl" and captured["password"] == PW
+    assert captured["user"] == "ctl" and captured["password"] == PW.encode()  # UTF-8, not latin-1
 
 
 def test_connect_socket_tls_and_read_timeout(captured: dict[str, Any]) -> None:

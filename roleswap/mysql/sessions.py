@@ -1,0 +1,175 @@
+"""Who can write through the fence: privileged sessions, events, and killing them.
+
+The fence is ``read_only`` (MariaDB) or ``super_read_only`` (MySQL).  MariaDB's
+``read_only`` stops every account except those holding READ ONLY ADMIN (10.11+;
+before 10.11 SUPER included it), granted directly or through a role.  A session of
+such an account keeps writing on a fenced primary, and those writes would be lost
+by a swap.  MySQL's ``super_read_only`` stops every account, so on MySQL this
+module finds nothing (only replication appliers write there, checked elsewhere).
+
+Everything here reads; :func:`kill_sessions` is the only writer (``KILL
+CONNECTION``, used by ``--kill-privileged`` right after the fence).  Grant text is
+never returned or printed: SHOW GRANTS can carry password hashes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+from pymysql.connections import Connection
+
+from roleswap.mysql.conn import query
+from roleswap.mysql.dialect import Dialect
+
+# Not client sessions: server threads and replicas' dump threads (which only read).
+_NOT_CLIENTS = ("system user", "event_scheduler", "unauthenticated user", "")
+_NOT_WRITERS = ("Binlog Dump", "Binlog Dump GTID", "Daemon", "Killed")
+_GLOBAL_GRANT = re.compile(r"^GRANT\s+(.+?)\s+ON\s+\*\.\*\s+TO\s", re.IGNORECASE)
+_UNKNOWN_THREAD = 1094
+
+
+@dataclass(frozen=True)
+class Session:
+    """One client session on a server (from information_schema.PROCESSLIST)."""
+
+    id: int
+    user: str
+    host: str
+    command: str
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.user}@{self.host.rsplit(':', 1)[0]}, {self.command} {self.seconds}s)"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An enabled scheduled event and its definer (it runs with the definer's privileges)."""
+
+    schema: str
+    name: str
+    definer: str
+
+    @property
+    def definer_user(self) -> str:
+        return self.definer.rsplit("@", 1)[0]
+
+
+def _norm(privilege: str) -> str:
+    """``READ_ONLY ADMIN`` (10.11 information_schema, 11.8) == ``READ ONLY ADMIN``."""
+    return " ".join(privilege.replace("_", " ").upper().split())
+
+
+def _grants_bypass(privileges: str, bypass: Iterable[str]) -> bool:
+    privs = {_norm(p) for p in privileges.split(",")}
+    wanted = {_norm(b) for b in bypass}
+    return bool(privs & wanted) or "ALL PRIVILEGES" in privs or "ALL" in privs
+
+
+def _user_of(grantee: str) -> str:
+    """``'app'@'%'`` -> ``app``."""
+    user = grantee.rsplit("@", 1)[0]
+    return user.strip("'`\"")
+
+
+def bypass_users(conn: Connection[Any], dialect: Dialect) -> dict[str, str]:
+    """User names with an account that can write through the fence -> how.
+
+    Conservative by user name: if any ``user@host`` account of that name can, every
+    session of that name counts (PROCESSLIST does not say which account matched).
+    Roles count whether or not they are the default role (a session can SET ROLE).
+    Needs SELECT on ``mysql.*`` (the control account's global SELECT).
+    """
+    bypass = dialect.fence_bypass_privileges
+    if not bypass:
+        return {}
+    out: dict[str, str] = {}
+    rows = query(conn, "SELECT GRANTEE AS g, PRIVILEGE_TYPE AS p "
+                       "FROM information_schema.USER_PRIVILEGES")
+    for r in rows:
+        if _grants_bypass(str(r["p"]), bypass):
+            out.setdefault(_user_of(str(r["g"])), _norm(str(r["p"])))
+    # Roles (MariaDB): mysql.roles_mapping says who holds which role (a role may hold roles).
+    try:
+        mapping = query(conn, "SELECT User AS u, Host AS h, Role AS r FROM mysql.roles_mapping")
+    except pymysql.MySQLError:
+        return out
+    strong_roles = {str(m["r"]) for m in mapping if _role_bypasses(conn, str(m["r"]), bypass)}
+    changed = True
+    while changed:  # roles granted to roles (Host '' marks a role as the grantee)
+        changed = False
+        for m in mapping:
+            if str(m["h"]) == "" and str(m["r"]) in strong_roles and str(m["u"]) not in strong_roles:
+                strong_roles.add(str(m["u"]))
+                changed = True
+    for m in mapping:
+        if str(m["h"]) != "" and str(m["r"]) in strong_roles:
+            out.setdefault(str(m["u"]), f"role {m['r']}")
+    return out
+
+
+def _role_bypasses(conn: Connection[Any], role: str, bypass: Iterable[str]) -> bool:
+    try:
+        rows = query(conn, "SHOW GRANTS FOR %s", (role,))
+    except pymysql.MySQLError:
+        return False
+    for row in rows:
+        line = str(next(iter(row.values())))
+        m = _GLOBAL_GRANT.match(line)
+        if m and _grants_bypass(m.group(1), bypass):
+            return True
+    return False
+
+
+def sessions(conn: Connection[Any]) -> list[Session]:
+    """Every client session except this connection's own."""
+    rows = query(conn, "SELECT ID AS id, USER AS user, HOST AS host, COMMAND AS command, "
+                       "TIME AS t FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()")
+    out = []
+    for r in rows:
+        user, command = str(r["user"] or ""), str(r["command"] or "")
+        if user in _NOT_CLIENTS or command in _NOT_WRITERS:
+            continue
+        out.append(Session(int(r["id"]), user, str(r["host"] or ""), command, int(r["t"] or 0)))
+    return sorted(out, key=lambda s: s.id)
+
+
+def fence_bypassing_sessions(conn: Connection[Any], dialect: Dialect,
+                             trusted_user: str) -> tuple[list[Session], dict[str, str]]:
+    """(sessions that can write through the fence, every bypassing user -> how).
+
+    ``trusted_user`` (the control account) is not counted: roleswap's own and its
+    monitors' sessions use it, and it must hold the bypass privilege to set read_only.
+    """
+    users = bypass_users(conn, dialect)
+    found = [s for s in sessions(conn) if s.user in users and s.user != trusted_user]
+    return found, users
+
+
+def enabled_events(conn: Connection[Any]) -> list[Event]:
+    """Enabled events when the event scheduler runs (else none: nothing fires)."""
+    on = query(conn, "SELECT @@GLOBAL.event_scheduler AS s")
+    if str(on[0]["s"]).upper() not in ("ON", "1"):
+        return []
+    rows = query(conn, "SELECT EVENT_SCHEMA AS s, EVENT_NAME AS n, DEFINER AS d "
+                       "FROM information_schema.EVENTS WHERE STATUS = 'ENABLED'")
+    return [Event(str(r["s"]), str(r["n"]), str(r["d"])) for r in rows]
+
+
+def kill_sessions(conn: Connection[Any], ids: Iterable[int]) -> list[int]:
+    """``KILL CONNECTION`` each id; returns those that existed.  Their open transactions
+    roll back (nothing they had not committed was ever acknowledged)."""
+    killed = []
+    for i in ids:
+        try:
+            query(conn, "KILL CONNECTION %s", (int(i),))
+            killed.append(int(i))
+        except pymysql.MySQLError as e:
+            if e.args and e.args[0] == _UNKNOWN_THREAD:
+                continue  # it ended by itself meanwhile
+            raise
+    return killed

@@ -1,0 +1,64 @@
+"""Which transactions one server has that another lacks, read fresh from both.
+
+This is how roleswap tells a server's OWN writes from the ones it replicated:
+everything a replica applied came from its source, so whatever it has that the
+source lacks it originated itself (or someone wrote on it directly).  Recover and
+the promote undo use it: "the target took writes" counts only these, never the
+source's transactions it replicated.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from roleswap.mysql.gtid import GtidSet, MariaGtidPos, errant_mariadb
+
+if TYPE_CHECKING:
+    from roleswap.swap.context import SwapContext
+
+
+def extra_transactions(ctx: SwapContext, have: str, lack: str) -> str | None:
+    """GTIDs ``have`` holds that ``lack`` does not, as text ('' when none).
+
+    ``None`` when it cannot be known by GTID (file/position replication).  ``have``
+    is read first: if ``lack`` replicates from it, ``lack`` gets the extra moment to
+    catch up, so a write in flight is not mistaken for divergence.
+    """
+    if ctx.state.get("mode", "gtid") != "gtid":
+        return None
+    d = ctx.dialect(have)
+    if d.flavor == "mariadb":
+        sql = "SELECT @@GLOBAL.gtid_binlog_state AS g"
+        a = MariaGtidPos.parse(str(ctx.query(have, sql)[0]["g"] or ""), state=True)
+        b = MariaGtidPos.parse(str(ctx.query(lack, sql)[0]["g"] or ""), state=True)
+        e = errant_mariadb(a, b)
+        return str(e) if e else ""
+    sql = "SELECT @@GLOBAL.gtid_executed AS g"
+    sa = GtidSet.parse(str(ctx.query(have, sql)[0]["g"] or ""))
+    sb = GtidSet.parse(str(ctx.query(lack, sql)[0]["g"] or ""))
+    diff = sa - sb
+    return "" if diff.is_empty() else str(diff)
+
+
+def moved_since(ctx: SwapContext, name: str, recorded_key: str) -> bool | None:
+    """File/position mode: has ``name``'s binlog position moved since ``state[recorded_key]``?
+    None when nothing was recorded."""
+    from roleswap.swap.positions import mode
+
+    recorded = ctx.state.get(recorded_key)
+    if recorded is None:
+        return None
+    return bool(mode(ctx).read(ctx, name) != recorded)
+
+
+def target_own_writes(ctx: SwapContext) -> str | None:
+    """What the target wrote itself (not replicated from the source): text, '' for
+    nothing, None when unknown.  Needs both servers for GTID; file/position mode
+    compares the target's binlog position with the one recorded at promotion."""
+    extra = extra_transactions(ctx, ctx.target, ctx.source)
+    if extra is not None:
+        return extra
+    moved = moved_since(ctx, ctx.target, "promoted_at")
+    if moved is None:
+        return ""  # never promoted: it cannot have taken writes as a primary
+    return "binlog position moved since promotion" if moved else ""

@@ -1,0 +1,243 @@
+"""The fence holds against privileged writers, and recover decides from the servers.
+
+Real conditions on a lab of the module's own: an account holding READ ONLY ADMIN
+(it writes through read_only on MariaDB), a write landing on the old primary inside
+the swap's window, a demoted server that came back writable, a hand-made rollback
+before `roleswap recover`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pymysql
+import pytest
+
+from roleswap.mysql.conn import connect, query
+from tests.conftest import RunningLab
+from tests.integration.swaphelp import (
+    ROLESWAP,
+    Writer,
+    assert_same_data,
+    create_writes_table,
+    present_ids,
+    primary_of,
+    roleswap,
+    snapshot,
+    swap,
+    wait_healthy,
+)
+
+PRIV_USER, PRIV_PASSWORD = "opsbot", "opsbot-pw-1"
+
+
+@pytest.fixture(scope="module")
+def glab(module_lab: RunningLab) -> RunningLab:
+    create_writes_table(module_lab)
+    for n in sorted(module_lab.config.servers):
+        # on every node, outside the binlog: no errant GTIDs on the replicas
+        conn = module_lab.root(n)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION sql_log_bin=0")
+                cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s",
+                            (PRIV_USER, PRIV_PASSWORD))
+                cur.execute("GRANT SELECT, INSERT ON app.* TO %s@'%%'", (PRIV_USER,))
+                cur.execute("GRANT READ ONLY ADMIN ON *.* TO %s@'%%'", (PRIV_USER,))
+        finally:
+            conn.close()
+    return module_lab
+
+
+@pytest.fixture
+def lab(glab: RunningLab) -> Iterator[RunningLab]:
+    wait_healthy(glab, "db1")
+    yield glab
+    if roleswap(glab, "status", "--json").stdout.find('"interrupted_swap"') >= 0:
+        roleswap(glab, "recover", "--yes")
+    prim = primary_of(snapshot(glab))
+    if prim != ["db1"]:
+        assert len(prim) == 1, prim
+        code, out = swap(glab, prim[0], "db1", "--kill-privileged")
+        assert code == 0, out
+    wait_healthy(glab, "db1")
+
+
+def priv_connect(lab: RunningLab, name: str) -> pymysql.connections.Connection:
+    s = lab.config.servers[name]
+    return pymysql.connect(host=s.host, port=s.port, user=PRIV_USER, password=PRIV_PASSWORD,
+                           autocommit=True, ssl_disabled=True, connect_timeout=2, read_timeout=5)
+
+
+def writable(lab: RunningLab) -> list[str]:
+    out = []
+    for n in sorted(lab.config.servers):
+        c = connect(lab.config.server(n), lab.config.mysql, timeout=2, tls=False)
+        try:
+            if not int(query(c, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"]):
+                out.append(n)
+        finally:
+            c.close()
+    return out
+
+
+@dataclass(eq=False)
+class PrivilegedWriter(threading.Thread):
+    """Inserts on db1 through the privileged account until its session dies."""
+
+    lab: RunningLab
+    acked: list[int] = field(default_factory=list)
+    error: str = ""
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+        self.conn = priv_connect(self.lab, "db1")
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                with self.conn.cursor() as cur:
+                    cur.execute("INSERT INTO app.writes (n) VALUES (-1)")
+                    self.acked.append(int(cur.lastrowid))
+                time.sleep(0.002)
+        except pymysql.MySQLError as e:
+            self.error = f"{e.args[0]}"
+        finally:
+            with contextlib.suppress(pymysql.MySQLError):
+                self.conn.close()
+
+
+def test_preflight_refuses_a_session_that_writes_through_read_only(lab: RunningLab) -> None:
+    conn = priv_connect(lab, "db1")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            sid = cur.fetchone()[0]
+        before = snapshot(lab)
+        res = roleswap(lab, "--from", "db1", "--to", "db2", "--yes", "--json")
+        assert res.returncode == 3, res.stdout + res.stderr
+        checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+        fence = checks["fence"]
+        assert fence["status"] == "fail"
+        assert PRIV_USER in fence["message"] and str(sid) in fence["message"]
+        assert "--kill-privileged" in fence["remedy"]
+        assert snapshot(lab) == before
+    finally:
+        conn.close()
+
+
+def test_kill_privileged_kills_them_after_the_fence_and_loses_nothing(lab: RunningLab) -> None:
+    pw = PrivilegedWriter(lab)
+    pw.start()
+    time.sleep(0.2)
+    code, out = swap(lab, "db1", "db2", "--kill-privileged")
+    pw.stop_event.set()
+    pw.join(10)
+    assert code == 0, out
+    fence = next(s for s in out["steps"] if s["name"] == "fence")
+    assert "killed 1 privileged session" in fence["detail"]
+    assert pw.error, "the privileged session was not killed"
+    assert pw.acked
+    wait_healthy(lab, "db2")
+    missing = set(pw.acked) - present_ids(lab, "db2")
+    assert not missing, f"{len(missing)} acknowledged privileged writes lost"
+    assert_same_data(lab)
+
+
+def test_a_write_through_the_fence_rolls_the_swap_back(lab: RunningLab) -> None:
+    """A privileged session that connects AFTER preflight writes on db1 while the swap
+    sits between promote and resume: fence-check sees db1's position move and rolls
+    back, so that acknowledged write is kept (on db1, replicated everywhere).
+
+    No ordinary writer runs here: one that ignored the pause would write on the
+    promoted db2 in the same window, and with writes on both sides nothing can be
+    rolled back safely (that case ends in exit 6 and a manual decision)."""
+    env = {"ROLESWAP_SLEEP_AT": "promote:after=1.5"}
+    proc = subprocess.Popen([*ROLESWAP, "-c", str(lab.config_path), "--from", "db1", "--to", "db2",
+                             "--yes", "--json", "--pause-ttl", "10"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, **env})
+    try:
+        deadline = time.monotonic() + 30
+        # polled with the control account: a root session open on db1 while preflight runs
+        # would itself be a session that can write through read_only (refused)
+        while writable(lab) != ["db2"]:  # promoted, sleeping before publish
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        conn = priv_connect(lab, "db1")
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO app.writes (n) VALUES (-2)")
+            through = int(cur.lastrowid)
+        conn.close()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 4, stdout + stderr
+    data = json.loads(stdout.splitlines()[-1])
+    assert data["rolled_back"] is True
+    assert "took writes after the fence" in data["error"]["message"]
+    statuses = {s["name"]: s["status"] for s in data["steps"]}
+    assert statuses["fence-check"] == "failed" and "resume" not in statuses
+    wait_healthy(lab, "db1")
+    assert_same_data(lab)  # waits until every replica applied db1's position
+    for n in ("db1", "db2", "db3"):
+        assert through in present_ids(lab, n), n
+
+
+def test_recover_enforces_read_only_on_a_demoted_server_that_came_back_writable(
+        lab: RunningLab) -> None:
+    code, out = swap(lab, "db1", "db2", env={"ROLESWAP_FAIL_AT": "verify"})
+    assert code == 5, out
+    # db1 is demoted and replicating from db2; as after a restart with a config that
+    # lacks read_only, it comes back writable
+    lab.query("db1", "SET GLOBAL read_only=0")
+    assert sorted(primary_of(snapshot(lab))) == ["db1", "db2"]
+    rec = roleswap(lab, "recover", "--yes")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    wait_healthy(lab, "db2")
+    again = roleswap(lab, "recover", "--yes")
+    assert again.returncode == 0 and "nothing to recover" in again.stdout
+
+
+def test_recover_follows_a_cluster_rolled_back_by_hand(lab: RunningLab) -> None:
+    """Killed right after promote; an operator rolled back by hand and db1 took writes
+    that db2 replicated.  Those are not db2's own writes: recover must not finish the
+    swap (the old rule demoted db1 and left no writable server).
+
+    The writer starts after the hand rollback: one running while db2 was promoted would
+    write on db2 too, and writes on both sides are a case recover must not decide."""
+    code, _out = swap(lab, "db1", "db2", "--pause-ttl", "2",
+                      env={"ROLESWAP_KILL_AT": "promote:after"})
+    assert code == -9
+    writer = Writer(lab)
+    try:
+        # the hand rollback: db2 read_only and back under db1, db1 writable
+        db1 = lab.config.servers["db1"]
+        repl = lab.config.replication
+        lab.query("db2", "SET GLOBAL read_only=1")
+        lab.query("db2", "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
+                         "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+                  (db1.host, db1.port, repl.user, repl.password.reveal()))
+        lab.query("db2", "START SLAVE")
+        lab.query("db1", "SET GLOBAL read_only=0")
+        wait_healthy(lab, "db1")
+        writer.start()
+        time.sleep(0.3)  # db1 takes writes; db2 replicates them
+        rec = roleswap(lab, "recover", "--yes")
+        assert rec.returncode == 0, rec.stdout + rec.stderr
+        assert "roll back" in rec.stdout
+        wait_healthy(lab, "db1")
+        again = roleswap(lab, "recover", "--yes")
+        assert again.returncode == 0 and "nothing to recover" in again.stdout
+    finally:
+        writer.stop()
+    assert not set(writer.acked) - present_ids(lab, "db1")
+    assert_same_data(lab)

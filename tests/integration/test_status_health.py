@@ -1,0 +1,209 @@
+"""`roleswap status` dangers and `status --check-health`, each state created for real;
+and the lab's startup safety: a restarted server never comes back writable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from roleswap.cli import EXIT_CODES_HELP, UNHEALTHY_EXIT
+from roleswap.lab import lab_down, lab_up, procs
+from roleswap.lab.lab import Lab
+from roleswap.status import replication_cycles
+from tests.conftest import RunningLab, needs_root
+from tests.integration.swaphelp import roleswap, wait_healthy
+
+
+@pytest.fixture
+def lab(module_lab: RunningLab) -> Iterator[RunningLab]:
+    """The module's own lab, healthy around db1 before and after each test."""
+    wait_healthy(module_lab, "db1")
+    yield module_lab
+    wait_healthy(module_lab, "db1")
+
+
+def health(lab: RunningLab | str) -> tuple[int, str]:
+    res = roleswap(lab, "status", "--check-health")
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1, res.stdout  # one line, for monitoring
+    return res.returncode, lines[0]
+
+
+def status_text(lab: RunningLab | str) -> str:
+    res = roleswap(lab, "status")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+# -- pure ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("sources,cycles", [
+    ({"db2": "db1", "db3": "db1"}, []),
+    ({"db1": "db2", "db2": "db1", "db3": "db1"}, [["db1", "db2"]]),
+    ({"db1": "db3", "db2": "db1", "db3": "db2"}, [["db1", "db3", "db2"]]),
+    ({"db2": "db2"}, [["db2"]]),
+    ({"db1": None, "db2": "db1", "db3": "db4", "db4": "db3"}, [["db3", "db4"]]),
+])
+def test_replication_cycles(sources: dict[str, str | None], cycles: list[list[str]]) -> None:
+    assert replication_cycles(sources) == cycles
+
+
+def test_unhealthy_exit_code_is_documented_and_unique() -> None:
+    assert UNHEALTHY_EXIT == 8
+    assert "8  status --check-health" in EXIT_CODES_HELP
+    used = [line.split()[0] for line in EXIT_CODES_HELP.splitlines()[2:]]
+    assert used.count("8") == 1, EXIT_CODES_HELP
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "`8` unhealthy (`status --check-health`)" in readme
+
+
+# -- real states ---------------------------------------------------------------------------
+def test_healthy_cluster(lab: RunningLab) -> None:
+    code, line = health(lab)
+    assert code == 0 and line == "OK: cluster lab: db1 writable, 2 replica(s) running", line
+    assert "DANGER" not in status_text(lab)
+    data = json.loads(roleswap(lab, "status", "--json").stdout)
+    assert data["health"]["ok"] is True and data["danger"] == []
+
+
+def test_two_writable_servers(lab: RunningLab) -> None:
+    lab.query("db2", "SET GLOBAL read_only=0")
+    try:
+        text = status_text(lab)
+        assert "DANGER: 2 writable servers: db1, db2" in text, text
+        assert "read_only=1 on the others" in text
+        code, line = health(lab)
+        assert code == UNHEALTHY_EXIT and "2 writable servers (db1, db2)" in line, line
+        data = json.loads(roleswap(lab, "status", "--json").stdout)
+        assert data["health"]["ok"] is False and data["danger"][0].startswith("DANGER: 2 writable")
+    finally:
+        lab.query("db2", "SET GLOBAL read_only=1")
+
+
+def test_no_writable_server(lab: RunningLab) -> None:
+    lab.query("db1", "SET GLOBAL read_only=1")
+    try:
+        text = status_text(lab)
+        assert "DANGER: no writable server;" in text, text
+        assert "SET GLOBAL read_only=0" in text
+        code, line = health(lab)
+        assert code == UNHEALTHY_EXIT and "0 writable servers" in line, line
+    finally:
+        lab.query("db1", "SET GLOBAL read_only=0")
+
+
+def test_replication_cycle(lab: RunningLab) -> None:
+    db2 = lab.config.servers["db2"]
+    lab.query("db1", "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
+                     "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+              (db2.host, db2.port, lab.config.replication.user,
+               lab.config.replication.password.reveal()))
+    lab.query("db1", "START SLAVE")
+    try:
+        text = status_text(lab)
+        assert "DANGER: replication cycle: db1 replicates from db2, db2 replicates from db1" in text, text
+        assert "STOP SLAVE; RESET SLAVE ALL" in text
+        code, line = health(lab)
+        assert code == UNHEALTHY_EXIT and "replication cycle db1 -> db2 -> db1" in line, line
+    finally:
+        lab.query("db1", "STOP SLAVE")
+        lab.query("db1", "RESET SLAVE ALL")
+
+
+def test_stopped_replica_thread(lab: RunningLab) -> None:
+    lab.query("db3", "STOP SLAVE SQL_THREAD")
+    try:
+        code, line = health(lab)
+        assert code == UNHEALTHY_EXIT and "db3 replication stopped (IO Yes, SQL No)" in line, line
+    finally:
+        lab.query("db3", "START SLAVE SQL_THREAD")
+
+
+def test_broken_replica(lab: RunningLab) -> None:
+    lab.query("db1", "CREATE TABLE IF NOT EXISTS app.rs_health (id INT PRIMARY KEY)")
+    pos = lab.query("db1", "SELECT @@gtid_binlog_pos")[0][0]
+    assert lab.query("db3", "SELECT MASTER_GTID_WAIT(%s, 10)", (pos,))[0][0] == 0
+    conn = lab.root("db3")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin=0")
+            cur.execute("INSERT INTO app.rs_health VALUES (1)")  # a row db1 never had
+        lab.query("db1", "INSERT INTO app.rs_health VALUES (1)")  # duplicate key on db3
+        code, line = health(lab)
+        for _ in range(100):
+            if "replication broken" in line:
+                break
+            code, line = health(lab)
+        assert code == UNHEALTHY_EXIT and "db3 replication broken (SQL error 1062" in line, line
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin=0")
+            cur.execute("DELETE FROM app.rs_health")
+            cur.execute("START SLAVE")
+        conn.close()
+        wait_healthy(lab, "db1")
+        lab.query("db1", "DROP TABLE app.rs_health")
+
+
+def test_unreachable_server(lab: RunningLab, tmp_path: Path) -> None:
+    port = procs.free_port()
+    cfg = tmp_path / "ghost.toml"
+    cfg.write_text(lab.config_path.read_text() + f'\n[servers.ghost]\nhost = "127.0.0.1"\nport = {port}\n')
+    os.chmod(cfg, 0o600)
+    code, line = health(str(cfg))
+    assert code == UNHEALTHY_EXIT and line.startswith("UNHEALTHY: cluster lab: ghost unreachable"), line
+
+
+# -- startup safety ------------------------------------------------------------------------
+def test_every_lab_node_config_says_read_only(lab: RunningLab) -> None:
+    for node in lab.lab.nodes:
+        if node.kind == "mariadb":
+            assert "read_only=1" in (Path(node.dir) / "my.cnf").read_text().splitlines(), node.name
+    assert lab.query("db1", "SELECT @@read_only")[0][0] == 0
+
+
+def _crash_and_restart(lab_dir: Path, name: str) -> None:
+    """SIGKILL the node's mariadbd and start it again from its own my.cnf."""
+    from roleswap.lab.nodes import kill_node, start_node_again
+
+    kill_node(lab_dir, name, signal.SIGKILL)
+    start_node_again(lab_dir, name)
+
+
+def test_restarted_primary_comes_back_read_only(lab: RunningLab) -> None:
+    _crash_and_restart(lab.dir, "db1")
+    assert Lab.load(lab.dir).node("db1").alive()
+    try:
+        assert lab.query("db1", "SELECT @@read_only")[0][0] == 1
+        text = status_text(lab)
+        assert "DANGER: no writable server;" in text, text
+        code, _line = health(lab)
+        assert code == UNHEALTHY_EXIT
+    finally:
+        lab.query("db1", "SET GLOBAL read_only=0")  # what an operator does, deliberately
+
+
+@needs_root
+def test_hosts_lab_primary_restarts_read_only(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from roleswap.demo.hostslab import pick_subnet
+
+    d = tmp_path_factory.mktemp("hostslab") / "lab"
+    subnet = pick_subnet(d, tuple(f"198.18.{i}.0/24" for i in range(230, 250)))
+    started = lab_up(d, replicas=1, hosts=True, subnet=subnet)
+    try:
+        for node in started.nodes:
+            if node.kind == "mariadb":
+                assert "read_only=1" in (Path(node.dir) / "my.cnf").read_text().splitlines()
+        cfg = str(started.config_path)
+        code, line = health(cfg)
+        assert code == 0, line
+        _crash_and_restart(d, "db1")
+        code, line = health(cfg)
+        assert code == UNHEALTHY_EXIT and "0 writable servers" in line, line
+    finally:
+        lab_down(d)
