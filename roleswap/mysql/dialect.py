@@ -58,6 +58,11 @@ class Dialect:
     # on MariaDB; nothing gets through super_read_only on MySQL but replication appliers).
     # Spelled with spaces; SHOW GRANTS / USER_PRIVILEGES may use '_' (see sessions.py).
     fence_bypass_privileges: tuple[str, ...] = ()
+    # MySQL 8.0+: SET PERSIST writes mysqld-auto.cnf, which overrides my.cnf at restart.
+    # Fencing persists read-only (a fenced or demoted server restarts read-only whatever
+    # my.cnf says); unfencing REMOVES the persisted value rather than persisting "off",
+    # so a restarted primary falls back to my.cnf, where read_only=ON belongs.
+    persist_read_only: bool = False
 
     # -- reading ---------------------------------------------------------------
     def variables_query(self) -> Stmt:
@@ -88,24 +93,26 @@ class Dialect:
         """
         if not isinstance(lock_wait_timeout, int) or lock_wait_timeout < 1:
             raise ValueError("lock_wait_timeout must be an int >= 1 (seconds)")
-        var = "super_read_only" if self.has_super_read_only else "read_only"
-        return [
-            ("SET SESSION lock_wait_timeout=%s", (lock_wait_timeout,)),
-            (f"SET GLOBAL {var}=1", ()),
-        ]
+        return [("SET SESSION lock_wait_timeout=%s", (lock_wait_timeout,)), *self.read_only()]
 
     def unfence(self) -> list[Stmt]:
-        """Make the server writable again (super_read_only first: it is the outer lock)."""
+        """Make the server writable again (super_read_only first: it is the outer lock);
+        where read-only was persisted, drop that so my.cnf rules the next start."""
         stmts: list[Stmt] = []
+        if self.persist_read_only:
+            stmts += [("RESET PERSIST IF EXISTS super_read_only", ()),
+                      ("RESET PERSIST IF EXISTS read_only", ())]
         if self.has_super_read_only:
             stmts.append(("SET GLOBAL super_read_only=0", ()))
         stmts.append(("SET GLOBAL read_only=0", ()))
         return stmts
 
     def read_only(self) -> list[Stmt]:
-        """Set read-only without a lock bound (for replicas, which run no client writes)."""
+        """Set read-only without a lock bound (for replicas, which run no client writes);
+        persisted where the server can (it then survives a restart)."""
         var = "super_read_only" if self.has_super_read_only else "read_only"
-        return [(f"SET GLOBAL {var}=1", ())]
+        scope = "PERSIST" if self.persist_read_only else "GLOBAL"
+        return [(f"SET {scope} {var}=1", ())]
 
     # -- replication control -------------------------------------------------------
     def start_replication(self) -> list[Stmt]:
@@ -294,6 +301,7 @@ MYSQL80 = replace(
     # caching_sha2_password (the 8.0 default) over a non-TLS replication link
     # fails without the source's RSA key; harmless when TLS is used.
     extra_source_options=("GET_SOURCE_PUBLIC_KEY=1",),
+    persist_read_only=True,
     pos_wait_sql="SELECT SOURCE_POS_WAIT(%s, %s, %s)",
     variables=(*_MYSQL_VARS, ("log_replica_updates", "@@GLOBAL.log_replica_updates")),
 )
@@ -342,7 +350,8 @@ def dialect_for(version: str) -> Dialect:
     if v < (8, 0, 23):
         # REPLICA/SOURCE syntax is complete only from 8.0.23: keep the 5.7 words.
         return replace(
-            MYSQL57, name="mysql80", version=v, extra_source_options=("GET_MASTER_PUBLIC_KEY=1",)
+            MYSQL57, name="mysql80", version=v, extra_source_options=("GET_MASTER_PUBLIC_KEY=1",),
+            persist_read_only=True,
         )
     if v < (8, 0, 26):
         # SOURCE_POS_WAIT and log_replica_updates arrived in 8.0.26.

@@ -84,6 +84,10 @@ class FilterSetting:
         return f"{self.setting}={self.value}"
 
 
+# client-side network errors an IO thread reports while its source is down or restarting
+_NETWORK_ERRNOS = (0, 2002, 2003, 2006, 2013)
+
+
 @dataclass(frozen=True)
 class ReplicaStatus:
     """One replication channel, the same for every flavor.
@@ -202,6 +206,13 @@ class ReplicaStatus:
     def gtid_mode(self) -> bool:
         """Replicating by GTID (MariaDB slave_pos/current_pos, MySQL auto-position)."""
         return self.using_gtid != "No"
+
+    @property
+    def reconnecting(self) -> bool:
+        """The IO thread is retrying a lost or refused connection (its source restarted,
+        say) with no SQL error: a state that resolves by itself within connect_retry."""
+        return (self.io_state == "Connecting" and self.sql_running and not self.last_sql_errno
+                and self.last_io_errno in _NETWORK_ERRNOS)
 
     @property
     def error(self) -> str | None:

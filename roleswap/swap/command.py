@@ -102,11 +102,44 @@ def _run(ctx: SwapContext, cli_opts: dict[str, Any], as_json: bool) -> int:
             err=as_json):
         say("aborted; nothing changed")
         return 1
+    # The cluster lock BEFORE the journal: a swap that lost the race must not overwrite
+    # the winner's journal (recover reads it if the winner crashes).
+    lock_err = _take_lock_first(ctx)
+    if lock_err is not None:
+        _finish_error(lock_err, as_json, base)
+        return lock_err.exit_code
     ctx.journal.begin(ctx.swap_id, ctx.source, ctx.target, mode, [s.name for s in plan],
                       ctx.opts.as_dict())
     say("swap")
     result = execute(ctx, plan, (lambda _r: None) if as_json else print_step)
     return report(result, as_json, base)
+
+
+def _take_lock_first(ctx: SwapContext) -> RoleSwapError | None:
+    """Acquire the cluster lock now (the Lock step then finds it held); an error when
+    another swap holds it.  Nothing is written anywhere else."""
+    import redis
+
+    from roleswap.swap.steps_traffic import cluster_lock
+
+    try:
+        lock = cluster_lock(ctx)
+        if lock is None:
+            return None  # --no-pause without Redis: no lock (preflight warned)
+        if not lock.acquire(ctx.swap_id):
+            holder = lock.holder() or {}
+            return PreflightError(
+                f"another swap took the cluster lock after preflight (swap {holder.get('swap_id')} "
+                f"on {holder.get('host')}, pid {holder.get('pid')}); nothing was changed",
+                remedy="wait for it to finish, then check `roleswap status`")
+    except redis.RedisError as e:
+        return PreflightError(f"could not take the cluster lock: Redis {type(e).__name__}; "
+                              "nothing was changed",
+                              remedy=f"check [redis] url in {ctx.config.source}")
+    except RoleSwapError as e:
+        return e
+    ctx.journal.record.setdefault("state", {})["lock_token"] = lock.token
+    return None
 
 
 def report(result: SwapResult, as_json: bool, base: dict[str, Any]) -> int:
@@ -139,11 +172,10 @@ def run_recover_command(config: Config, *, yes: bool, as_json: bool, abandon: bo
 
     record = load_interrupted(config)
     if record is None:
-        if as_json:
-            click.echo(json.dumps({"ok": True, "action": "none"}))
-        else:
-            click.echo("no interrupted swap: nothing to recover")
-        return 0
+        if abandon:
+            say = (lambda *_a: None) if as_json else click.echo
+            say("no interrupted swap: nothing to abandon")
+        return _recover_without_journal(config, yes=yes, as_json=as_json)
 
     def confirm(rep: Any) -> bool:
         d = rep.decision
@@ -177,3 +209,44 @@ def run_recover_command(config: Config, *, yes: bool, as_json: bool, abandon: bo
                 "abandon": "journal closed (abandoned); no server was changed"}.get(action, action)
         click.secho(f"recovered: {what}", fg="green")
     return 0 if rep.error is None else rep.error.exit_code
+
+
+def _recover_without_journal(config: Config, *, yes: bool, as_json: bool) -> int:
+    """No interrupted swap: nothing to do, unless no server is writable (a primary that
+    crashed and came back read-only), which recover can reopen (see swap/reopen.py)."""
+    from roleswap.swap import reopen as ro
+
+    ctx = ro.context(config)
+    try:
+        verdict = ro.find_reopen(ctx, ctx.topology())
+        if verdict is None:
+            if as_json:
+                click.echo(json.dumps({"ok": True, "action": "none"}))
+            else:
+                click.echo("no interrupted swap: nothing to recover")
+            return 0
+        if verdict.primary is None:
+            err = ro.reopen_problem_error(verdict)
+            _finish_error(err, as_json, {"action": "manual"})
+            return err.exit_code
+        name = verdict.primary
+        if not as_json:
+            click.echo(f"no interrupted swap, but no server is writable: every replica follows "
+                       f"{name}, which holds every transaction they hold (it restarted read-only?)")
+            click.echo(f"recover will make {name} writable again")
+        if not yes and not click.confirm(f"Make {name} writable?", default=False, err=as_json):
+            (click.echo if not as_json else lambda *_a: None)("aborted; nothing changed")
+            return 1
+        try:
+            detail = ro.reopen(config, name, ctx)
+        except RoleSwapError as e:
+            _finish_error(e, as_json, {"action": "reopen", "primary": name})
+            return e.exit_code
+        if as_json:
+            click.echo(json.dumps({"ok": True, "action": "reopen", "primary": name,
+                                   "detail": detail}))
+        else:
+            click.secho(f"recovered: {detail}", fg="green")
+        return 0
+    finally:
+        ctx.close()

@@ -285,7 +285,8 @@ def _check_rolled_back(ctx: SwapContext) -> str:
             state = "not a replica" if t.replica is None else (
                 t.replica.error or f"IO {t.replica.io_state}")
             problem = f"{ctx.target} does not replicate from {ctx.source} ({state})"
-        transient = t.replica is not None and not t.replica.error and t.replica.io_state != "No"
+        r = t.replica
+        transient = r is not None and r.io_state != "No" and (not r.error or r.reconnecting)
         if not problem or not transient or time.monotonic() > deadline:
             return problem
         time.sleep(0.02)

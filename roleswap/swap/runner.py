@@ -170,10 +170,38 @@ def rollback(ctx: SwapContext, steps: list[Step], res: SwapResult, show: Printer
             remedy=f"fix what the failed undo reports, then run `roleswap -c {ctx.config.source} "
                    "recover`: it reads the servers and finishes the rollback (or the swap, if "
                    f"{ctx.target} has taken writes of its own)")
+    problem = _source_not_writable(ctx)
+    if problem:
+        # Every undo ran, yet the old primary does not take writes: it crashed and came
+        # back read-only (as its config should make it).  Not "the primary again".
+        ctx.journal.set_phase("failed")
+        return RollbackIncompleteError(
+            f"{cause.message}\n  rolled back, but {problem}; no server takes writes",
+            remedy=f"when {ctx.source} answers, run `roleswap -c {ctx.config.source} recover`: "
+                   f"it makes {ctx.source} writable again once {ctx.target} is read-only")
     ctx.journal.set_phase("rolled_back")
     res.rolled_back = True
     return RolledBackError(f"{cause.message} (rolled back: {ctx.source} is the primary again)",
                            remedy=cause.remedy or "see the step that failed above")
+
+
+def _source_not_writable(ctx: SwapContext) -> str:
+    """'' when --from answers and is writable; else what is wrong (read on a fresh
+    connection: the swap's own one may have died with a restarted server)."""
+    from roleswap.mysql.conn import connect, query
+
+    try:
+        conn = connect(ctx.server(ctx.source), ctx.config.mysql, timeout=ctx.config.connect_timeout,
+                       tls=ctx.config.tls)
+    except RoleSwapError as e:
+        return f"{ctx.source} is unreachable ({e.message})"
+    try:
+        ro = query(conn, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"]
+    except Exception as e:  # a broken connection is as good as unreachable here
+        return f"{ctx.source} did not answer ({type(e).__name__})"
+    finally:
+        conn.close()
+    return f"{ctx.source} is read-only (restarted?)" if int(ro) else ""
 
 
 def after_ponr_error(ctx: SwapContext, plan: list[Step], failed: Step,

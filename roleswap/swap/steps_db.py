@@ -5,6 +5,7 @@ checks are in :mod:`roleswap.swap.steps_fence`; positions in :mod:`roleswap.swap
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from roleswap.errors import StepError
@@ -14,46 +15,18 @@ from roleswap.swap.context import SwapContext
 from roleswap.swap.positions import POSITION_MODES, PositionMode, mode
 from roleswap.swap.positions import fmt as _fmt
 from roleswap.swap.positions import read_file_pos as _read_file_pos
+from roleswap.swap.replica_ops import (
+    follow,
+    forget_source,
+    point_to,
+    replica_rows,
+    replicates_from,
+    replication_host,
+)
 from roleswap.swap.step import Step
 
 __all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Promote", "Repoint", "Verify",
-           "mode", "point_to", "replicates_from", "replication_host"]
-
-
-def replica_rows(ctx: SwapContext, name: str) -> list[dict[str, Any]]:
-    return ctx.run(name, [ctx.dialect(name).replica_status()])
-
-
-def replication_host(ctx: SwapContext, name: str) -> str:
-    """The host other servers use to replicate from ``name`` (servers.<n>.replication_host)."""
-    s = ctx.server(name)
-    return str(s.extra.get("replication_host", s.host))
-
-
-def replicates_from(ctx: SwapContext, name: str, source: str) -> tuple[bool, bool]:
-    """(configured to replicate from ``source``, both threads running)."""
-    src = ctx.server(source)
-    host = replication_host(ctx, source)
-    for row in replica_rows(ctx, name):
-        r = ReplicaStatus.from_row(row)
-        if r.source_host == host and r.source_port == src.port:
-            return True, r.running
-    return False, False
-
-
-def point_to(ctx: SwapContext, name: str, source: str, start_at: dict[str, Any] | None) -> list[Stmt]:
-    """Statements making ``name`` a replica of ``source`` (by GTID, or at ``start_at``)."""
-    d = ctx.dialect(name)
-    src = ctx.server(source)
-    host = replication_host(ctx, source)
-    repl = ctx.config.replication
-    if mode(ctx).name == "gtid":
-        return d.point_to_source_gtid(host, src.port, repl.user, repl.password.reveal())
-    if start_at is None:
-        raise StepError(f"no binlog coordinates recorded to point {name} at {source}",
-                        remedy="run `roleswap recover` or repoint it by hand")
-    return d.point_to_source_pos(host, src.port, repl.user, repl.password.reveal(),
-                                 start_at["file"], int(start_at["pos"]))
+           "mode", "point_to", "replica_rows", "replicates_from", "replication_host"]
 
 
 # -- steps --------------------------------------------------------------------------
@@ -87,7 +60,7 @@ class Promote(Step):
 
     def apply(self, ctx: SwapContext) -> str:
         d = ctx.dialect(ctx.target)
-        ctx.run(ctx.target, d.reset_replication())
+        forget_source(ctx, ctx.target)
         # The new primary's coordinates before its first write: where file/pos replicas
         # start.  Recorded once: a re-run (recover) after the target took writes must not
         # move it past them.
@@ -110,13 +83,9 @@ class Promote(Step):
                             remedy="run `roleswap recover`: it finishes the swap instead")
         d = ctx.dialect(ctx.target)
         ctx.run(ctx.target, d.read_only())
-        configured, running = replicates_from(ctx, ctx.target, ctx.source)
-        if not configured:
-            ctx.run(ctx.target, d.stop_replication())
-            ctx.run(ctx.target, point_to(ctx, ctx.target, ctx.source, ctx.state.get("final_position")))
-        if not running:
-            ctx.run(ctx.target, d.start_replication())
-        return f"{ctx.target} read_only, replicating from {ctx.source} again"
+        how = follow(ctx, ctx.target, ctx.source,
+                     lambda: point_to(ctx, ctx.target, ctx.source, ctx.state.get("final_position")))
+        return f"{ctx.target} read_only, replicating from {ctx.source} again{how}"
 
 
 class Demote(Step):
@@ -136,18 +105,17 @@ class Demote(Step):
         configured, running = replicates_from(ctx, ctx.source, ctx.target)
         if configured and running:
             return f"{ctx.source} read_only, already replicating from {ctx.target}"
-        if not configured:
-            ctx.run(ctx.source, d.stop_replication())
-            if mode(ctx).name == "gtid":
-                src = ctx.server(ctx.target)
-                repl = ctx.config.replication
-                stmts = d.demote_to_replica(replication_host(ctx, ctx.target), src.port,
-                                            repl.user, repl.password.reveal())
-            else:
-                stmts = point_to(ctx, ctx.source, ctx.target, ctx.state.get("promoted_at"))
-            ctx.run(ctx.source, stmts)
-        ctx.run(ctx.source, d.start_replication())
-        return f"{ctx.source} replicates from {ctx.target}"
+
+        def stmts() -> list[Stmt]:
+            if mode(ctx).name != "gtid":
+                return point_to(ctx, ctx.source, ctx.target, ctx.state.get("promoted_at"))
+            src = ctx.server(ctx.target)
+            repl = ctx.config.replication
+            return d.demote_to_replica(replication_host(ctx, ctx.target), src.port,
+                                       repl.user, repl.password.reveal())
+
+        how = follow(ctx, ctx.source, ctx.target, stmts)
+        return f"{ctx.source} replicates from {ctx.target}{how}"
 
 
 class Repoint(Step):
@@ -177,12 +145,9 @@ class Repoint(Step):
             configured, running = replicates_from(ctx, name, ctx.target)
             if name not in stopped and configured and running:
                 continue
-            if not configured:
-                ctx.run(name, d.stop_replication())
-                ctx.run(name, point_to(ctx, name, ctx.target, ctx.state.get("promoted_at")))
+            how = follow(ctx, name, ctx.target, _pointer(ctx, name), start=name not in stopped)
             if name not in stopped:
-                ctx.run(name, d.start_replication())
-                done.append(name)
+                done.append(name + how)
                 continue
             threads = stopped[name]
             for thread in threads:  # idempotent: starting a running thread only warns
@@ -282,12 +247,17 @@ def _replica_problems(ctx: SwapContext, topo: Any, replicas: list[str],
         state = "not a replica" if r is None else (r.error or f"IO {r.io_state}, SQL "
                                                    f"{'running' if r.sql_running else 'stopped'}")
         problems.append(f"{name} (source {src}, {state})")
-        if r is None or r.error or not r.sql_running or r.io_state == "No":
+        if r is None or not r.sql_running or r.io_state == "No" or (r.error and not r.reconnecting):
             transient = False
     return problems, transient
 
 
 _THREAD_KEYWORD = {"io": "IO_THREAD", "sql": "SQL_THREAD"}
+
+
+def _pointer(ctx: SwapContext, name: str) -> Callable[[], list[Stmt]]:
+    """Statements pointing sibling ``name`` at the target (built only when needed)."""
+    return lambda: point_to(ctx, name, ctx.target, ctx.state.get("promoted_at"))
 
 
 def stopped_siblings(ctx: SwapContext) -> dict[str, list[str]]:

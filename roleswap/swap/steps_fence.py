@@ -19,8 +19,8 @@ from roleswap.mysql import sessions as msess
 from roleswap.swap.context import SwapContext
 from roleswap.swap.positions import fmt as _fmt
 from roleswap.swap.positions import mode
+from roleswap.swap.replica_ops import forget_source, replicates_from
 from roleswap.swap.step import Step
-from roleswap.swap.steps_db import replicates_from
 
 
 class Fence(Step):
@@ -71,7 +71,7 @@ class Fence(Step):
         configured, _running = replicates_from(ctx, ctx.source, ctx.target)
         if configured:
             # a demotion got this far (an earlier recover, or a crash in demote): undo it
-            ctx.run(ctx.source, d.reset_replication())
+            forget_source(ctx, ctx.source)
         if not int(ro) and not configured:
             return f"{ctx.source} was writable"
         try:

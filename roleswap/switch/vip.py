@@ -234,7 +234,7 @@ def probe(ctx: SwapContext, s: VipSettings, timeout: float = 1.0) -> int:
     target = ServerConfig(name="vip", host=s.ip, port=port)
     c = mconn.connect(target, ctx.config.mysql, timeout=timeout, tls=ctx.config.tls)
     try:
-        return int(mconn.query(c, "SELECT @@server_id AS id")[0]["id"])
+        return int(mconn.run(c, target, [("SELECT @@server_id AS id", ())])[0]["id"])
     finally:
         c.close()
 

@@ -134,6 +134,12 @@ class Writer(threading.Thread):
                 continue
         return None
 
+    idle_wait = 0.002  # seconds between looks for a writable server when none is
+
+    def acknowledged(self, new_id: int, conn: pymysql.connections.Connection) -> None:
+        """Called once COMMIT returned for ``new_id`` on ``conn`` (subclasses record more)."""
+        self.acked.append(new_id)
+
     def run(self) -> None:
         conn = None
         seq = 0
@@ -141,7 +147,7 @@ class Writer(threading.Thread):
             if conn is None:
                 conn = self._connect()
                 if conn is None:
-                    time.sleep(0.002)
+                    time.sleep(self.idle_wait)
                     continue
             seq += 1
             try:
@@ -149,7 +155,7 @@ class Writer(threading.Thread):
                     cur.execute(f"INSERT INTO {self.table} (n) VALUES (%s)", (seq,))
                     new_id = cur.lastrowid
                 conn.commit()
-                self.acked.append(int(new_id))
+                self.acknowledged(int(new_id), conn)
             except pymysql.MySQLError:
                 self.errors += 1
                 with contextlib.suppress(pymysql.MySQLError):
@@ -157,7 +163,8 @@ class Writer(threading.Thread):
                 conn = None
             time.sleep(0.001)
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(pymysql.MySQLError):
+                conn.close()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -213,3 +220,64 @@ def create_writes_table(lab: RunningLab, primary: str = "db1") -> None:
 
 def present_ids(lab: RunningLab, node: str, table: str = "app.writes") -> set[int]:
     return {int(r[0]) for r in lab.query(node, f"SELECT id FROM {table}")}
+
+
+def back_to_db1(lab: RunningLab, *swap_args: str, recover_first: bool = False) -> None:
+    """Leave ``lab`` as tests find it: db1 the primary, every replica healthy.  With
+    ``recover_first``, finish whatever a test left interrupted (bounded) first."""
+    if recover_first:
+        for _ in range(3):
+            if roleswap(lab, "recover", "--yes").returncode == 0:
+                break
+        time.sleep(1.2)  # replicas of a restarted node reconnect within connect_retry (1 s)
+    prim = primary_of(snapshot(lab))
+    if prim != ["db1"]:
+        assert len(prim) == 1, prim
+        code, out = swap(lab, prim[0], "db1", *swap_args)
+        assert code == 0, out
+    wait_healthy(lab, "db1")
+
+
+def resync_replica(lab: RunningLab, name: str, primary: str = "db1") -> None:
+    """Lab-only repair of a replica with errant GTIDs: forget its own binlog and take the
+    primary's position (production would inject empty transactions on the primary)."""
+    lab.query(name, "STOP SLAVE")
+    pos = lab.query(primary, "SELECT @@gtid_binlog_pos")[0][0]
+    lab.query(name, "RESET MASTER")
+    lab.query(name, "SET GLOBAL gtid_slave_pos=%s", (pos,))
+    lab.query(name, "START SLAVE")
+
+
+class BackgroundSwap:
+    """``roleswap --from A --to B --yes --json`` as its own process, while the test acts
+    on the lab (with ROLESWAP_SLEEP_AT in ``env`` to hold it inside a window)."""
+
+    def __init__(self, lab: RunningLab, source: str, target: str, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [*ROLESWAP, "-c", str(lab.config_path), "--from", source, "--to", target, "--yes",
+             "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})})
+
+    def wait_for(self, condition: Any, timeout: float = 30.0, every: float = 0.005) -> None:
+        """Until ``condition()`` is true; fails if the swap exits first or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline and self.proc.poll() is None, \
+                self.proc.communicate()
+            time.sleep(every)
+
+    def result(self, timeout: float = 60.0) -> tuple[int, dict[str, Any], str]:
+        """(exit code, the JSON report, everything printed)."""
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        data = json.loads(lines[-1]) if lines else {}
+        return self.proc.returncode, data, stdout + stderr
+
+    def __enter__(self) -> BackgroundSwap:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -17,9 +17,8 @@ from tests.conftest import RunningLab
 from tests.integration.swaphelp import (
     Writer,
     assert_same_data,
-    create_writes_table,
+    back_to_db1,
     present_ids,
-    primary_of,
     roleswap,
     snapshot,
     swap,
@@ -36,23 +35,12 @@ def client(lab: RunningLab) -> redis.Redis:
     return redis.Redis.from_url(lab.config.redis_url.reveal())
 
 
-@pytest.fixture(scope="module")
-def flab(module_lab: RunningLab) -> RunningLab:
-    create_writes_table(module_lab)
-    return module_lab
-
-
 @pytest.fixture
-def lab(flab: RunningLab) -> Iterator[RunningLab]:
+def lab(writes_lab: RunningLab) -> Iterator[RunningLab]:
     """Starts each test with db1 as primary; puts it back afterwards."""
-    wait_healthy(flab, "db1")
-    yield flab
-    prim = primary_of(snapshot(flab))
-    if prim != ["db1"]:
-        assert len(prim) == 1, prim
-        code, out = swap(flab, prim[0], "db1")
-        assert code == 0, out
-    wait_healthy(flab, "db1")
+    wait_healthy(writes_lab, "db1")
+    yield writes_lab
+    back_to_db1(writes_lab)
 
 
 def assert_untouched(lab: RunningLab, before: dict[str, object]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +21,10 @@ import pytest
 from roleswap.mysql.conn import connect, query
 from tests.conftest import RunningLab
 from tests.integration.swaphelp import (
-    ROLESWAP,
+    BackgroundSwap,
     Writer,
     assert_same_data,
+    back_to_db1,
     create_writes_table,
     present_ids,
     primary_of,
@@ -59,14 +59,7 @@ def glab(module_lab: RunningLab) -> RunningLab:
 def lab(glab: RunningLab) -> Iterator[RunningLab]:
     wait_healthy(glab, "db1")
     yield glab
-    if roleswap(glab, "status", "--json").stdout.find('"interrupted_swap"') >= 0:
-        roleswap(glab, "recover", "--yes")
-    prim = primary_of(snapshot(glab))
-    if prim != ["db1"]:
-        assert len(prim) == 1, prim
-        code, out = swap(glab, prim[0], "db1", "--kill-privileged")
-        assert code == 0, out
-    wait_healthy(glab, "db1")
+    back_to_db1(glab, "--kill-privileged", recover_first=True)
 
 
 def priv_connect(lab: RunningLab, name: str) -> pymysql.connections.Connection:
@@ -159,29 +152,18 @@ def test_a_write_through_the_fence_rolls_the_swap_back(lab: RunningLab) -> None:
     No ordinary writer runs here: one that ignored the pause would write on the
     promoted db2 in the same window, and with writes on both sides nothing can be
     rolled back safely (that case ends in exit 6 and a manual decision)."""
-    env = {"ROLESWAP_SLEEP_AT": "promote:after=1.5"}
-    proc = subprocess.Popen([*ROLESWAP, "-c", str(lab.config_path), "--from", "db1", "--to", "db2",
-                             "--yes", "--json", "--pause-ttl", "10"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, **env})
-    try:
-        deadline = time.monotonic() + 30
+    with BackgroundSwap(lab, "db1", "db2", "--pause-ttl", "10",
+                        env={"ROLESWAP_SLEEP_AT": "promote:after=1.5"}) as bg:
         # polled with the control account: a root session open on db1 while preflight runs
         # would itself be a session that can write through read_only (refused)
-        while writable(lab) != ["db2"]:  # promoted, sleeping before publish
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.01)
+        bg.wait_for(lambda: writable(lab) == ["db2"], every=0.01)  # promoted, sleeping
         conn = priv_connect(lab, "db1")
         with conn.cursor() as cur:
             cur.execute("INSERT INTO app.writes (n) VALUES (-2)")
             through = int(cur.lastrowid)
         conn.close()
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 4, stdout + stderr
-    data = json.loads(stdout.splitlines()[-1])
+        code, data, printed = bg.result()
+    assert code == 4, printed
     assert data["rolled_back"] is True
     assert "took writes after the fence" in data["error"]["message"]
     statuses = {s["name"]: s["status"] for s in data["steps"]}

@@ -15,7 +15,7 @@ import redis
 from roleswap.coord.lock import ClusterLock
 from roleswap.lab import procs
 from tests.conftest import RunningLab
-from tests.integration.swaphelp import roleswap, snapshot, wait_healthy
+from tests.integration.swaphelp import resync_replica, roleswap, snapshot, wait_healthy
 
 
 @pytest.fixture
@@ -95,11 +95,7 @@ def test_errant_transaction_on_target(tmp_path: Path, module_lab: RunningLab) ->
         # Heal: make the primary own the same GTID history (an empty transaction
         # would be the production fix; for the lab, drop and re-sync db2's state).
         lab.query("db2", "DROP DATABASE IF EXISTS errant_db")
-        lab.query("db2", "STOP SLAVE")
-        pos = lab.query("db1", "SELECT @@gtid_binlog_pos")[0][0]
-        lab.query("db2", "RESET MASTER")
-        lab.query("db2", "SET GLOBAL gtid_slave_pos=%s", (pos,))
-        lab.query("db2", "START SLAVE")
+        resync_replica(lab, "db2")
 
 
 def test_long_transaction_on_primary(lab: RunningLab) -> None:

@@ -100,14 +100,21 @@ def test_version_specific_mysql80_details() -> None:
 FENCE = {
     "mariadb": [("SET SESSION lock_wait_timeout=%s", (3,)), ("SET GLOBAL read_only=1", ())],
     "mysql57": [("SET SESSION lock_wait_timeout=%s", (3,)), ("SET GLOBAL super_read_only=1", ())],
-    "mysql80": [("SET SESSION lock_wait_timeout=%s", (3,)), ("SET GLOBAL super_read_only=1", ())],
-    "mysql84": [("SET SESSION lock_wait_timeout=%s", (3,)), ("SET GLOBAL super_read_only=1", ())],
+    # 8.0+: persisted, so a fenced/demoted server restarts read-only whatever my.cnf says
+    "mysql80": [("SET SESSION lock_wait_timeout=%s", (3,)), ("SET PERSIST super_read_only=1", ())],
+    "mysql84": [("SET SESSION lock_wait_timeout=%s", (3,)), ("SET PERSIST super_read_only=1", ())],
 }
+_RESET_PERSIST = [("RESET PERSIST IF EXISTS super_read_only", ()),
+                  ("RESET PERSIST IF EXISTS read_only", ())]
 UNFENCE = {
     "mariadb": [("SET GLOBAL read_only=0", ())],
     "mysql57": [("SET GLOBAL super_read_only=0", ()), ("SET GLOBAL read_only=0", ())],
-    "mysql80": [("SET GLOBAL super_read_only=0", ()), ("SET GLOBAL read_only=0", ())],
-    "mysql84": [("SET GLOBAL super_read_only=0", ()), ("SET GLOBAL read_only=0", ())],
+    # writable again: the persisted read-only is removed (my.cnf rules the next start),
+    # never persisted as "off"
+    "mysql80": [*_RESET_PERSIST, ("SET GLOBAL super_read_only=0", ()),
+                ("SET GLOBAL read_only=0", ())],
+    "mysql84": [*_RESET_PERSIST, ("SET GLOBAL super_read_only=0", ()),
+                ("SET GLOBAL read_only=0", ())],
 }
 ALL = {"mariadb": MARIADB, "mysql57": MYSQL57, "mysql80": MYSQL80, "mysql84": MYSQL84}
 

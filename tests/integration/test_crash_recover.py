@@ -1,0 +1,113 @@
+"""Servers killed (kill -9) and restarted from their own config, then `roleswap recover`.
+
+The lab writes read_only=1 into every node's my.cnf, so a crashed server comes back
+read-only; these tests check that recover then converges to one writable primary
+(and that the swap's own report says what is true).  Found by tests/faults.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from roleswap.lab import nodes
+from tests.conftest import RunningLab
+from tests.integration.swaphelp import (
+    BackgroundSwap,
+    assert_same_data,
+    back_to_db1,
+    primary_of,
+    resync_replica,
+    roleswap,
+    snapshot,
+    swap,
+    wait_healthy,
+)
+
+
+@pytest.fixture
+def lab(writes_lab: RunningLab) -> Iterator[RunningLab]:
+    wait_healthy(writes_lab, "db1")
+    yield writes_lab
+    back_to_db1(writes_lab, recover_first=True)
+
+
+def crash(lab: RunningLab, name: str, *, wipe: tuple[str, ...] = ()) -> None:
+    """kill -9 ``name``, optionally empty some of its files (as a crash mid-write leaves
+    them), and start it again from its own my.cnf."""
+    nodes.kill_node(lab.dir, name)
+    for f in wipe:
+        (lab.dir / name / "data" / f).write_text("")
+    nodes.start_node_again(lab.dir, name)
+
+
+def last_journal_step(lab: RunningLab) -> tuple[str, str] | None:
+    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
+    try:
+        steps = json.loads(path.read_text().splitlines()[-1])["steps"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    return (steps[-1]["name"], steps[-1]["status"]) if steps else None
+
+
+def test_a_crashed_primary_comes_back_read_only_and_recover_reopens_it(lab: RunningLab) -> None:
+    lab.query("db1", "INSERT INTO app.writes (n) VALUES (1)")
+    crash(lab, "db1")
+    assert primary_of(snapshot(lab)) == []  # read_only=1 from its config: nobody writable
+    rec = roleswap(lab, "recover", "--yes", "--json")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert json.loads(rec.stdout)["action"] == "reopen"
+    assert primary_of(snapshot(lab)) == ["db1"]
+    wait_healthy(lab, "db1")
+    again = roleswap(lab, "recover", "--yes", "--json")
+    assert json.loads(again.stdout) == {"ok": True, "action": "none"}
+    assert_same_data(lab)
+
+
+def test_reopen_is_refused_when_a_replica_holds_more(lab: RunningLab) -> None:
+    crash(lab, "db1")
+    # a write on a replica (bypassing read_only as root): db1 no longer holds everything
+    lab.query("db3", "INSERT INTO app.writes (n) VALUES (-3)")
+    rec = roleswap(lab, "recover", "--yes")
+    assert rec.returncode == 7, rec.stdout + rec.stderr
+    assert "db3 holds transactions db1 lacks" in rec.stderr
+    assert primary_of(snapshot(lab)) == []
+    # heal for the next test: db3's row goes away with its errant GTID
+    conn = lab.root("db3")
+    with conn.cursor() as cur:
+        cur.execute("SET sql_log_bin=0")
+        cur.execute("DELETE FROM app.writes WHERE n = -3")
+    conn.close()
+    resync_replica(lab, "db3")
+    lab.query("db1", "SET GLOBAL read_only=0")
+
+
+def test_broken_replication_metadata_after_a_crash_is_reset_by_recover(lab: RunningLab) -> None:
+    """db1 crashed right after demote: its master.info and relay-log index are empty (what
+    a kill -9 inside CHANGE MASTER leaves), so every CHANGE MASTER/START SLAVE fails with
+    1201.  Recover must reset that channel and finish, not retry the same statement."""
+    code, out = swap(lab, "db1", "db2", env={"ROLESWAP_FAIL_AT": "verify"})
+    assert code == 5, out
+    crash(lab, "db1", wipe=("master.info", "relay-bin.index"))
+    rec = roleswap(lab, "recover", "--yes")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "error 1201, was reset first" in rec.stdout
+    wait_healthy(lab, "db2")
+    assert_same_data(lab)
+
+
+def test_a_rollback_does_not_claim_a_crashed_source_is_the_primary(lab: RunningLab) -> None:
+    """db1 is killed and restarted (read-only) while the swap sits after the lock: the
+    next step fails and every undo runs, but db1 takes no writes: exit 6, not a
+    "rolled back: db1 is the primary again" (exit 4); recover then reopens db1."""
+    with BackgroundSwap(lab, "db1", "db2", env={"ROLESWAP_SLEEP_AT": "pre-sync:before=2"}) as bg:
+        bg.wait_for(lambda: last_journal_step(lab) == ("pre-sync", "running"))  # sleeping
+        crash(lab, "db1")
+        code, data, printed = bg.result()
+    assert code == 6, printed
+    assert "db1 is read-only" in data["error"]["message"]
+    rec = roleswap(lab, "recover", "--yes")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    wait_healthy(lab, "db1")
