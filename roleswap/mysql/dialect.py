@@ -63,6 +63,9 @@ class Dialect:
     # my.cnf says); unfencing REMOVES the persisted value rather than persisting "off",
     # so a restarted primary falls back to my.cnf, where read_only=ON belongs.
     persist_read_only: bool = False
+    # rows (name, rule) of the replication filters a server would apply to ANY channel it
+    # gets later -- a primary has no channel, so SHOW SLAVE STATUS cannot show them
+    global_filters_sql: str = ""
 
     # -- reading ---------------------------------------------------------------
     def variables_query(self) -> Stmt:
@@ -245,6 +248,10 @@ MARIADB = Dialect(
     gtid_wait_sql="SELECT MASTER_GTID_WAIT(%s, %s)",
     pos_wait_sql="SELECT MASTER_POS_WAIT(%s, %s, %s)",
     fence_bypass_privileges=("READ ONLY ADMIN",),
+    global_filters_sql=" UNION ALL ".join(
+        f"SELECT '{v}' AS name, @@GLOBAL.{v} AS rule" for v in (
+            "replicate_do_db", "replicate_ignore_db", "replicate_do_table",
+            "replicate_ignore_table", "replicate_wild_do_table", "replicate_wild_ignore_table")),
     variables=(
         *_COMMON_VARS,
         ("super_read_only", "NULL"),
@@ -302,6 +309,8 @@ MYSQL80 = replace(
     # fails without the source's RSA key; harmless when TLS is used.
     extra_source_options=("GET_SOURCE_PUBLIC_KEY=1",),
     persist_read_only=True,
+    global_filters_sql="SELECT FILTER_NAME AS name, FILTER_RULE AS rule "
+                       "FROM performance_schema.replication_applier_global_filters",
     pos_wait_sql="SELECT SOURCE_POS_WAIT(%s, %s, %s)",
     variables=(*_MYSQL_VARS, ("log_replica_updates", "@@GLOBAL.log_replica_updates")),
 )

@@ -28,6 +28,7 @@ to repoint) and ``stopped_siblings`` (name -> the threads that ran at preflight,
 
 from __future__ import annotations
 
+from roleswap.errors import RoleSwapError
 from roleswap.mysql.gtid import GtidSet, MariaGtidPos, errant_mariadb
 from roleswap.mysql.replica_status import FilterSetting, ReplicaStatus
 from roleswap.mysql.topology import Server, Topology
@@ -55,6 +56,7 @@ def replication_checks(ctx: SwapContext, topo: Topology, s: Server, t: Server) -
         else:
             out.append(Check.ok("lag", f"{t.name} is {lag}s behind (limit {ctx.opts.max_lag:g}s)"))
     out += _target_settings(s, t)
+    out += _source_filters(ctx, s, t)
     mode = "gtid" if (r is not None and r.gtid_mode) else "filepos"
     sibs = [x for x in topo.replicas_of(s.name) if x.name != t.name and x.ok]
     stopped: dict[str, list[str]] = {}
@@ -150,6 +152,27 @@ def _target_settings(s: Server, t: Server) -> list[Check]:
 
 
 # -- siblings ---------------------------------------------------------------------------
+def _source_filters(ctx: SwapContext, s: Server, t: Server) -> list[Check]:
+    """Filters configured on --from (my.cnf or SET GLOBAL) apply to the channel demote gives
+    it: the old primary would silently skip part of the new primary's writes."""
+    sql = ctx.dialect(s.name).global_filters_sql
+    if not sql:
+        return []
+    try:
+        rows = ctx.query(s.name, sql)
+    except RoleSwapError as e:
+        return [Check.warn("source filters", f"cannot read {s.name}'s replication filters: "
+                           f"{e.message}", "check them by hand before swapping")]
+    found = [f"{r['name']}={r['rule']}" for r in rows if str(r.get("rule") or "").strip()]
+    if not found:
+        return []
+    return [Check.fail(
+        "source filters", f"{s.name} has replication filters configured ({', '.join(found)}): "
+        f"demoted to a replica of {t.name}, it would silently skip part of {t.name}'s writes",
+        f"remove them from {s.name}'s config and SET GLOBAL them to '' (replication filters "
+        "belong on no server of a swappable pair)")]
+
+
 def _threads_text(r: ReplicaStatus) -> str:
     return f"IO {r.io_state}, SQL {'Yes' if r.sql_running else 'No'}"
 

@@ -76,13 +76,18 @@ class Promote(Step):
 
         if "promote" not in ctx.journal.last_status():
             return f"{ctx.target} was never promoted"
+        d = ctx.dialect(ctx.target)
+        # read_only FIRST, then look: checked before, a write landing between the check
+        # and read_only would be stranded on the target (found by tests/faults).
+        was_writable = not int(ctx.query(ctx.target, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"])
+        ctx.run(ctx.target, d.read_only())
         own = target_own_writes(ctx)
         if own:
+            if was_writable:
+                ctx.run(ctx.target, d.unfence())  # it stays the primary that holds those writes
             raise StepError(f"{ctx.target} took writes of its own as the new primary ({own}); "
                             "demoting it would lose them",
                             remedy="run `roleswap recover`: it finishes the swap instead")
-        d = ctx.dialect(ctx.target)
-        ctx.run(ctx.target, d.read_only())
         how = follow(ctx, ctx.target, ctx.source,
                      lambda: point_to(ctx, ctx.target, ctx.source, ctx.state.get("final_position")))
         return f"{ctx.target} read_only, replicating from {ctx.source} again{how}"

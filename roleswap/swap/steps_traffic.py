@@ -60,7 +60,7 @@ class Lock(Step):
         if lock is None:
             return "skipped: no Redis (--no-pause)"
         if lock.token and lock.refresh():
-            return "already held"
+            return "held"
         if not lock.acquire(ctx.swap_id):
             holder = lock.holder() or {}
             raise StepError(f"another swap holds the cluster lock (swap {holder.get('swap_id')} "

@@ -111,6 +111,19 @@ def test_filter_on_target_refused(lab: RunningLab) -> None:
         on_stopped_replica(lab, "db2", "SET GLOBAL replicate_ignore_table=''")
 
 
+def test_filter_on_source_refused(lab: RunningLab) -> None:
+    """A primary has no channel, so SHOW SLAVE STATUS hides its filters; demoted, it
+    would apply them to what the new primary sends."""
+    lab.query("db1", "SET GLOBAL replicate_ignore_table='app.t'")
+    try:
+        data = refused(lab, "--from", "db1", "--to", "db2")
+        fail = checks(data, "fail")["source filters"]
+        assert "replicate_ignore_table=app.t" in fail["message"]
+        assert "silently skip" in fail["message"]
+    finally:
+        lab.query("db1", "SET GLOBAL replicate_ignore_table=''")
+
+
 def test_filter_on_sibling_warned_and_kept(lab: RunningLab) -> None:
     on_stopped_replica(lab, "db3", "SET GLOBAL replicate_ignore_table='app.filtered'")
     try:
