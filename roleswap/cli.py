@@ -101,12 +101,14 @@ def report_errors(fn: F) -> F:
 @click.option("--pause-ttl", type=click.FloatRange(min=1), default=30.0, show_default=True,
               metavar="S", help="Pause lease TTL: traffic resumes by itself if roleswap dies.")
 @click.option("--fence-timeout", type=click.IntRange(min=1), default=2, show_default=True,
-              metavar="S", help="lock_wait_timeout for SET GLOBAL read_only on the old primary.")
+              metavar="S", help="lock_wait_timeout for setting read_only (super_read_only on "
+                                "MySQL) on the old primary.")
 @click.option("--long-trx", type=click.FloatRange(min=0), default=10.0, show_default=True,
               metavar="S", help="Refuse if a transaction on --from has run longer than S seconds.")
 @click.option("--kill-privileged", is_flag=True,
-              help="Kill sessions on --from that can write through read_only (READ ONLY ADMIN) "
-                   "right after the fence, instead of refusing the swap.")
+              help="Kill sessions on --from that can write through read_only (MariaDB: READ ONLY "
+                   "ADMIN) right after the fence, instead of refusing the swap. On MySQL the "
+                   "fence is super_read_only, which stops every session: nothing to kill.")
 @click.pass_context
 @report_errors
 def cli(ctx: click.Context, config_path: str | None, source: str | None, target: str | None,
@@ -183,12 +185,18 @@ def recover(obj: Ctx, yes: bool, as_json: bool, abandon: bool) -> None:
 
 @cli.group()
 def lab() -> None:
-    """A local lab of real servers (MariaDB + Redis) to rehearse swaps on."""
+    """A local lab of real servers (MariaDB or MySQL + Redis) to rehearse swaps on."""
+
+
+SERVER_NAMES = ("mariadb-10.11", "mariadb-11.8", "mysql-9.7")  # = roleswap.lab.flavors.FLAVORS
 
 
 @lab.command("up")
 @click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(1, 8))
+@click.option("--server", default=SERVER_NAMES[0], show_default=True, type=click.Choice(SERVER_NAMES),
+              help="Server flavor (see `roleswap lab servers`); one that is not the host's own is "
+                   "fetched into ~/.cache/roleswap/servers/ on first use.")
 @click.option("--no-gtid", is_flag=True, help="Replicate by binlog file/position, not GTID.")
 @click.option("--hosts", is_flag=True,
               help="Root only: each server in its own network namespace with sshd, and a VIP "
@@ -196,17 +204,48 @@ def lab() -> None:
 @click.option("--subnet", metavar="CIDR",
               help="With --hosts: the lab's subnet inside 198.18.0.0/15 [default 198.18.71.0/24].")
 @report_errors
-def lab_up_cmd(directory: str, replicas: int, no_gtid: bool, hosts: bool, subnet: str | None) -> None:
+def lab_up_cmd(directory: str, replicas: int, server: str, no_gtid: bool, hosts: bool,
+               subnet: str | None) -> None:
     """Start db1 (primary), db2.. (replicas) and redis on free 127.0.0.1 ports
     (or, with --hosts, on hosts in network namespaces)."""
     from roleswap.lab import lab_up
 
     lab_obj = lab_up(Path(directory), replicas=replicas, gtid=not no_gtid, log=click.echo,
-                     hosts=hosts, subnet=subnet)
+                     hosts=hosts, subnet=subnet, server=server)
     for n in lab_obj.nodes:
         click.echo(f"  {n.name:<6} {n.kind:<8} {n.host}:{n.port}  pid {n.pid}")
     click.echo(f"config: {lab_obj.config_path}")
     click.echo(f"next:   roleswap -c {lab_obj.config_path} status")
+
+
+@lab.command("servers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@report_errors
+def lab_servers_cmd(as_json: bool) -> None:
+    """The server flavors `lab up --server` takes: version, and whether each is ready here
+    (ready / installable: fetched on first use / missing: what is lacking)."""
+    from roleswap.lab.flavors import server_rows
+
+    rows = server_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<14} {r['version']:<28} {r['state']:<12} {r['source']}")
+        click.echo(f"{'':<14} {r['detail']}")
+
+
+@lab.command("fetch")
+@click.argument("names", nargs=-1, type=click.Choice(SERVER_NAMES[1:]))
+@report_errors
+def lab_fetch_cmd(names: tuple[str, ...]) -> None:
+    """Fetch server flavors into the cache now (default: every flavor that is not the
+    host's own), so a later `lab up --server NAME` does not wait for the download."""
+    from roleswap.lab.flavors import get_server
+
+    for name in names or SERVER_NAMES[1:]:
+        srv = get_server(name, say=click.echo)
+        click.echo(f"{name}: {srv.version} in {srv.root}")
 
 
 @lab.command("down")

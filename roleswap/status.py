@@ -22,6 +22,7 @@ from roleswap.config import Config
 from roleswap.coord.endpoint import current_primary
 from roleswap.coord.swapstate import unfinished_swap
 from roleswap.mysql.conn import explain_unreadable
+from roleswap.mysql.dialect import MARIADB, Dialect, Stmt
 from roleswap.mysql.topology import Server, Topology, read_topology
 from roleswap.swap.context import SwapContext, SwapOptions
 
@@ -39,7 +40,6 @@ def server_row(s: Server, topo: Topology) -> dict[str, Any]:
     source = topo.source_of(s.name)
     r = s.replica
     role = "primary" if s.writable else ("replica" if r is not None else "standalone (read_only)")
-    gtid = s.gtid_binlog_pos if s.is_mariadb else s.gtid_executed
     row.update(
         role=role, version=s.version, flavor=s.flavor, server_id=s.server_id,
         read_only=s.read_only, super_read_only=s.super_read_only,
@@ -50,7 +50,7 @@ def server_row(s: Server, topo: Topology) -> dict[str, Any]:
         lag_s=r.seconds_behind if r is not None else None,
         replication_error=r.error if r is not None else None,
         using_gtid=r.using_gtid if r is not None else None,
-        gtid_position=str(gtid) if gtid is not None else None,
+        gtid_position=str(s.gtid_position) if s.gtid_position is not None else None,
         binlog=f"{s.binlog_file}:{s.binlog_pos}" if s.binlog_file else None,
     )
     return row
@@ -84,25 +84,37 @@ def _what_to_do(data: dict[str, Any], manual: str) -> str:
     return f"No swap was interrupted, so fix it by hand: {manual}."
 
 
-def dangers(data: dict[str, Any]) -> list[str]:
-    """Loud one-line warnings: not exactly one writable server, replication cycles."""
+def sql_hints(d: Dialect | None) -> dict[str, str]:
+    """The statements the dangers' remedies name, as ``d`` spells them (MariaDB's when
+    no server could be read)."""
+    d = d or MARIADB
+    def text(stmts: list[Stmt]) -> str:
+        return "; ".join(sql for sql, _params in stmts)
+    return {"fence": text(d.read_only()), "unfence": text(d.unfence()),
+            "reset": text(d.reset_replication())}
+
+
+def dangers(data: dict[str, Any], hints: dict[str, str] | None = None) -> list[str]:
+    """Loud one-line warnings: not exactly one writable server, replication cycles.
+    ``hints``: :func:`sql_hints` of the servers' dialect."""
+    sql = hints or sql_hints(None)
     out = []
     writable = data["writable"]
     unread = [r["name"] for r in data["servers"] if not r["reachable"]]
     if len(writable) > 1:
         out.append(f"DANGER: {len(writable)} writable servers: {', '.join(writable)}; writes to "
                    "them diverge. " + _what_to_do(
-                       data, "choose the real primary and SET GLOBAL read_only=1 on the others now"))
+                       data, f"choose the real primary and {sql['fence']} on the others now"))
     elif not writable and unread:
         out.append(f"DANGER: no writable server found; {', '.join(unread)} could not be read "
                    "(see above) and may be the primary. Fix that first, then check again.")
     elif not writable:
         out.append("DANGER: no writable server; applications cannot write. " + _what_to_do(
-            data, "SET GLOBAL read_only=0 on the server the others replicate from"))
+            data, f"{sql['unfence']} on the server the others replicate from"))
     for cycle in data.get("replication_cycles", []):
         links = [f"{a} replicates from {b}" for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True)]
         out.append("DANGER: replication cycle: " + ", ".join(links) + ". " + _what_to_do(
-            data, "on the server that should be the primary: STOP SLAVE; RESET SLAVE ALL"
+            data, f"on the server that should be the primary: {sql['reset']}"
                   " (then `roleswap status` again)"))
     return out
 
@@ -176,7 +188,8 @@ def status_data(config: Config) -> dict[str, Any]:
             data["swap_who"] = pending.who()
     finally:
         ctx.close()
-    data["danger"] = dangers(data)
+    data["danger"] = dangers(data, sql_hints(next(
+        (s.dialect for s in topo.servers if s.ok and s.dialect is not None), None)))
     problems = health_problems(data)
     data["health"] = {"ok": not problems, "problems": problems}
     data["health"]["summary"] = health_summary(data)

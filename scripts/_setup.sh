@@ -21,6 +21,12 @@ missing_pkgs=()
 for bin in "${!NEED[@]}"; do
   have "$bin" || missing_pkgs+=("${NEED[$bin]}")
 done
+# The lab's other server flavors (MySQL 9.7 from sid, MariaDB 11.8 from trixie) are fetched
+# as Debian packages into a private apt state and unpacked into ~/.cache/roleswap/servers/
+# (see roleswap/lab/debfetch.py): that needs apt-get, dpkg-deb and the archive keyring.
+have apt-get || missing_pkgs+=(apt)
+have dpkg-deb || missing_pkgs+=(dpkg)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing_pkgs+=(debian-archive-keyring)
 if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing_pkgs+=(python3-venv)
 fi
@@ -59,3 +65,20 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] \
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH:/usr/sbin:/sbin"
+
+# Fetch the lab's other server flavors once (later runs find them in the cache), so the
+# tests do not each pay the download.  ROLESWAP_NO_FETCH=1 skips it (then the first
+# `roleswap lab up --server NAME` fetches).
+if [ "${ROLESWAP_NO_FETCH:-}" != 1 ]; then
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/roleswap/servers"
+  for flavor in mariadb-11.8 mysql-9.7; do
+    [ -f "$cache/$flavor/complete" ] && continue
+    echo "setup: fetching lab server flavor $flavor into $cache (once)"
+    start=$SECONDS
+    if "$VENV/bin/roleswap" lab fetch "$flavor" | sed 's/^/  /'; then
+      echo "setup: $flavor fetched in $((SECONDS - start)) s"
+    else
+      echo "setup: could not fetch $flavor (see above); labs and tests on it will fail" >&2
+    fi
+  done
+fi

@@ -4,10 +4,12 @@ Order and fixed waits as in basecamp/mysql_role_swap (see the peers notes):
 
 1. pause traffic, then sleep 1 s (the original touched a file the app polled);
 2. (remove the VIP from the primary: here the endpoint is republished in step 6);
-3. ``SET GLOBAL read_only=1`` on the primary;
+3. ``SET GLOBAL read_only=1`` on the primary (the dialect's read-only: ``super_read_only``
+   on MySQL);
 4. binlog position unchanged across a 3 s sleep (else abort);
 5. (print an emergency CHANGE MASTER);
-6. promote the replica: ``STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0``, and
+6. promote the replica: ``STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0`` (each as
+   the server's dialect spells it), and
    publish it (the original added the VIP and sent gratuitous ARPs);
 7. unpause, then sleep 1 s;
 8. ``CHANGE MASTER`` on the old primary to the new one, start it, wait until caught up.
@@ -33,7 +35,7 @@ from intermission.controller import Controller
 from roleswap.config import Config
 from roleswap.coord import endpoint
 from roleswap.mysql.conn import connect, query
-from roleswap.mysql.dialect import dialect_for
+from roleswap.mysql.dialect import Stmt, dialect_for
 
 
 @dataclass
@@ -66,21 +68,20 @@ def original_swap(cfg: Config, source: str, target: str, *, pause_sleep: float =
     swap_id = uuid.uuid4().hex[:12]
     handle = None
     try:
-        ver = str(query(conns[target], "SELECT VERSION() AS v")[0]["v"])
-        d = dialect_for(ver)
+        ds = {n: dialect_for(str(query(c, "SELECT VERSION() AS v")[0]["v"])) for n, c in conns.items()}
+        d = ds[target]
         handle = ctrl.pause(reason=f"original sequence {source}->{target}", ttl=60, owner="bench:original")
         t["pause"] = time.perf_counter()
         time.sleep(pause_sleep)
-        query(conns[source], "SET GLOBAL read_only=1")
+        _run(conns[source], ds[source].read_only())
         t["fence"] = time.perf_counter()
-        before = query(conns[source], "SHOW MASTER STATUS")
+        before = _run(conns[source], [ds[source].binlog_status()])
         time.sleep(binlog_wait)
-        after = query(conns[source], "SHOW MASTER STATUS")
+        after = _run(conns[source], [ds[source].binlog_status()])
         if before != after:
-            query(conns[source], "SET GLOBAL read_only=0")
+            _run(conns[source], ds[source].unfence())
             raise RuntimeError(f"{source}'s binlog moved during the {binlog_wait:g}s check; aborted")
-        for sql, params in d.reset_replication() + d.unfence():
-            query(conns[target], sql, params)
+        _run(conns[target], d.reset_replication() + d.unfence())
         t["promoted"] = time.perf_counter()
         s = cfg.server(target)
         endpoint.publish(client, cfg.cluster, s.name, s.host, s.port, swap_id)
@@ -93,17 +94,16 @@ def original_swap(cfg: Config, source: str, target: str, *, pause_sleep: float =
         for name in cfg.servers:
             if name == target:
                 continue
-            stmts = d.stop_replication()
-            stmts += (d.demote_to_replica if name == source else d.point_to_source_gtid)(
+            dn = ds[name]
+            stmts = dn.stop_replication()
+            stmts += (dn.demote_to_replica if name == source else dn.point_to_source_gtid)(
                 s.host, s.port, repl.user, repl.password.reveal())
-            stmts += d.start_replication()
-            for sql, params in stmts:
-                query(conns[name], sql, params)
-        pos = str(query(conns[target], "SELECT @@GLOBAL.gtid_binlog_pos AS g")[0]["g"] or "")
+            stmts += dn.start_replication()
+            _run(conns[name], stmts)
+        pos = str(d.parse_gtid(_run(conns[target], [d.gtid_position()])[0]["g"]))
         for name in cfg.servers:
             if name != target and pos:
-                sql, params = d.wait_for_gtid(pos, 30)
-                query(conns[name], sql, params)
+                _run(conns[name], [ds[name].wait_for_gtid(pos, 30)])
         t["end"] = time.perf_counter()
         return OriginalRun(source, target, True, (t["resume"] - t["pause"]) * 1000,
                            (t["promoted"] - t["fence"]) * 1000, (t["end"] - t["start"]) * 1000)
@@ -118,3 +118,11 @@ def original_swap(cfg: Config, source: str, target: str, *, pause_sleep: float =
         for c in conns.values():
             with contextlib.suppress(Exception):
                 c.close()
+
+
+def _run(conn: Connection[Any], stmts: list[Stmt]) -> list[dict[str, Any]]:
+    """Run ``stmts`` in order; the rows of the last one."""
+    rows: list[dict[str, Any]] = []
+    for sql, params in stmts:
+        rows = query(conn, sql, params)
+    return rows

@@ -19,6 +19,8 @@ from pymysql.connections import Connection
 from roleswap.config import Config
 from roleswap.demo.db import TABLE
 from roleswap.mysql.conn import connect
+from roleswap.mysql.dialect import Dialect, dialect_for, gtid_wait_reached
+from roleswap.mysql.replica_status import ReplicaStatus
 
 
 def node_conn(cfg: Config, name: str, read_timeout: float = 30.0) -> Connection[Any]:
@@ -27,10 +29,26 @@ def node_conn(cfg: Config, name: str, read_timeout: float = 30.0) -> Connection[
 
 
 def _one(conn: Connection[Any], sql: str, args: Any = None) -> dict[str, Any]:
+    rows = _all(conn, sql, args)
+    return rows[0] if rows else {}
+
+
+def _all(conn: Connection[Any], sql: str, args: Any = None) -> list[dict[str, Any]]:
     with conn.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute(sql, args)
-        row = cur.fetchone()
-    return dict(row) if row else {}
+        return [dict(r) for r in cur.fetchall()]
+
+
+def _dialect(conn: Connection[Any]) -> Dialect:
+    """The SQL dialect of the server behind ``conn``."""
+    return dialect_for(str(_one(conn, "SELECT VERSION() AS v")["v"]))
+
+
+def _gtid_position(conn: Connection[Any], d: Dialect) -> str:
+    """What the server has logged, as canonical text ('' when nothing)."""
+    sql, params = d.gtid_position()
+    raw = _one(conn, sql, params).get("g")
+    return str(d.parse_gtid(raw.decode() if isinstance(raw, bytes) else raw))
 
 
 @dataclass
@@ -73,13 +91,14 @@ class Consistency:
         }
 
 
-def _node_state(cfg: Config, name: str, conn: Connection[Any]) -> NodeState:
+def _node_state(cfg: Config, name: str, conn: Connection[Any], d: Dialect) -> NodeState:
     ro = bool(int(_one(conn, "SELECT @@GLOBAL.read_only AS ro")["ro"]))
-    gtid = str(_one(conn, "SELECT @@GLOBAL.gtid_binlog_pos AS g")["g"] or "")
-    st = _one(conn, "SHOW SLAVE STATUS")
-    src = f"{st.get('Master_Host')}:{st.get('Master_Port')}" if st else ""
-    threads_ok = not st or (st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes")
-    err = str(st.get("Last_IO_Error") or "") + str(st.get("Last_SQL_Error") or "") if st else ""
+    gtid = _gtid_position(conn, d)
+    channels = [ReplicaStatus.from_row(r) for r in _all(conn, *d.replica_status())]
+    st = next((c for c in channels if c.channel == ""), channels[0] if channels else None)
+    src = f"{st.source_host}:{st.source_port}" if st else ""
+    threads_ok = st is None or st.running
+    err = (st.error or "") if st else ""
     db = cfg.lab.database if cfg.lab else "app"
     rows: dict[int, str] = {}
     checksum = None
@@ -104,16 +123,17 @@ def check_consistency(cfg: Config, acked: dict[int, str], timeout: float = 20.0)
         primary = writable[0] if len(writable) == 1 else None
         if primary is None:
             problems.append(f"expected exactly one writable server, found {writable or 'none'}")
+        dialects = {name: _dialect(c) for name, c in conns.items()}
         caught_up = True
         if primary is not None:
-            pos = str(_one(conns[primary], "SELECT @@GLOBAL.gtid_binlog_pos AS g")["g"] or "")
+            pos = _gtid_position(conns[primary], dialects[primary])
             for name, c in conns.items():
                 if name != primary and pos:
-                    r = _one(c, "SELECT MASTER_GTID_WAIT(%s, %s) AS w", (pos, timeout))
-                    if r.get("w") != 0:
+                    sql, params = dialects[name].wait_for_gtid(pos, timeout)
+                    if not gtid_wait_reached(next(iter(_one(c, sql, params).values()), None)):
                         caught_up = False
                         problems.append(f"{name} did not reach {primary}'s GTID {pos} in {timeout:g}s")
-        nodes = [_node_state(cfg, name, c) for name, c in conns.items()]
+        nodes = [_node_state(cfg, name, c, dialects[name]) for name, c in conns.items()]
     finally:
         for c in conns.values():
             with contextlib.suppress(Exception):
@@ -127,7 +147,7 @@ def check_consistency(cfg: Config, acked: dict[int, str], timeout: float = 20.0)
         problems.append("CHECKSUM TABLE differs: " + ", ".join(f"{n.name}={n.checksum}" for n in nodes))
     gtids = {n.gtid for n in nodes}
     if len(gtids) != 1:
-        problems.append("gtid_binlog_pos differs: " + ", ".join(f"{n.name}={n.gtid}" for n in nodes))
+        problems.append("GTID position differs: " + ", ".join(f"{n.name}={n.gtid}" for n in nodes))
     for n in nodes:
         if not n.threads_ok:
             problems.append(f"{n.name}: replication threads not running {n.last_error[:200]}")

@@ -1,4 +1,4 @@
-"""`roleswap lab up --hosts`: every MariaDB node on a "host" of its own (root only).
+"""`roleswap lab up --hosts`: every database node on a "host" of its own (root only).
 
 Layout (subnet S inside 198.18.0.0/15, default 198.18.71.0/24; prefix P = "rs" + 4 hex
 derived from the lab directory, so two labs never touch each other's names)::
@@ -38,6 +38,7 @@ from typing import Any
 
 from roleswap.errors import LabError
 from roleswap.lab import procs
+from roleswap.lab.flavors import Server
 
 DEFAULT_SUBNET = "198.18.71.0/24"
 ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
@@ -297,18 +298,24 @@ def toml(value: str) -> str:
 
 # -- the whole lab ------------------------------------------------------------------
 def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subnet: str | None,
-                 say: Callable[[str], None]) -> Any:
-    """Like :func:`roleswap.lab.lab_up`, with every node in its own namespace + sshd."""
+                 say: Callable[[str], None], srv: Server | None = None) -> Any:
+    """Like :func:`roleswap.lab.lab_up`, with every node in its own namespace + sshd.
+
+    ``srv``: the server flavor to run (default: the host's MariaDB), already fetched.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     from roleswap.lab import lab as lab_mod
-    from roleswap.lab import mariadb
+    from roleswap.lab.flavors import get_server
+    from roleswap.lab.node import NodeSpec, engine_for, start_node
     from roleswap.lab.redis_server import start_redis
+    from roleswap.lab.replication import make_writable, prove_replication, start_replication
 
     require_root()
     net = parse_subnet(subnet or DEFAULT_SUBNET)
-    bins = procs.require("mariadbd", "mariadb-install-db", "redis-server", "sshd", "ssh-keygen",
-                         "ip", "arping")
+    bins = procs.require("redis-server", "sshd", "ssh-keygen", "ip", "arping")
+    srv = srv or get_server()
+    engine = engine_for(srv.flavor.engine)
     prefix = lab_prefix(directory)
     check_free(net, prefix)  # before anything exists
     names = [f"db{i + 1}" for i in range(replicas + 1)]
@@ -320,16 +327,14 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
                               "root_address": addr(net, ROOT_OFF), "app_ns": f"{prefix}-app",
                               "hosts": {n: {"ns": f"{prefix}-{n}", "address": ips[n]} for n in names},
                               "namespaces": [], "links": []}
-    lab = lab_mod.Lab(directory, cluster=cluster, gtid=gtid, hosts=hstate)
+    lab = lab_mod.Lab(directory, cluster=cluster, gtid=gtid, hosts=hstate, server=srv.flavor.name)
     lab.save()
     t0 = time.monotonic()
     try:
         HostsNet(hstate, lab.save).build(names)
         keys = make_keys(directory, ips)
-        template = mariadb.ensure_template(bins)
-        acc = mariadb.Accounts(control_user="roleswap", control_password=lab_mod._password(),
-                               repl_user="repl", repl_password=lab_mod._password(),
-                               app_user="app", app_password=lab_mod._password())
+        template = lab_mod.ensure_template(engine, srv, say)
+        acc = lab_mod.new_accounts()
         lock = threading.Lock()
 
         def record(node: lab_mod.LabNode) -> None:
@@ -339,17 +344,18 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
 
         start_redis(directory / "redis", on_spawn=lambda r: record(
             lab_mod.LabNode("redis", "redis", r.pid, r.host, r.port, str(r.dir), r.marker)))
-        specs = [mariadb.NodeSpec(name=n, server_id=i + 1, port=MYSQL_PORT, dir=directory / n,
-                                  bind=f"{ips[n]},{vip}", replica=i > 0, gtid=gtid)
+        specs = [NodeSpec(name=n, server_id=i + 1, port=MYSQL_PORT, dir=directory / n,
+                          bind=f"{ips[n]},{vip}", replica=i > 0, gtid=gtid)
                  for i, n in enumerate(names)]
 
-        def start(spec: mariadb.NodeSpec) -> None:
+        def start(spec: NodeSpec) -> None:
             ns = hstate["hosts"][spec.name]["ns"]
-            _start_mariadb(spec, ns, bins, template, lambda pid: record(lab_mod.LabNode(
-                spec.name, "mariadb", pid, ips[spec.name], MYSQL_PORT, str(spec.dir), str(spec.cnf))))
-            mariadb.bootstrap(spec, acc)
+            start_node(spec, engine, srv, template, lambda pid: record(lab_mod.LabNode(
+                spec.name, engine.kind, pid, ips[spec.name], MYSQL_PORT, str(spec.dir), str(spec.cnf))),
+                wrap=["ip", "netns", "exec", ns])
+            engine.bootstrap(spec, acc)
             if not spec.replica:
-                mariadb.make_writable(spec)  # its my.cnf says read_only=1, like every node's
+                make_writable(spec)  # its my.cnf says read_only=1, like every node's
             write_sshd_config(directory, spec.name, ips[spec.name])
             sdir = directory / spec.name / "ssh"
             start_sshd(directory, spec.name, ns, ips[spec.name], on_spawn=lambda pid: record(
@@ -362,8 +368,8 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
         lab.nodes.sort(key=lambda n: (n.kind != "redis", n.name))
         lab.save()
         for spec in specs[1:]:
-            mariadb.start_replication(spec, ips["db1"], MYSQL_PORT, acc)
-        lab_mod._prove_replication(lab, specs)
+            start_replication(spec, ips["db1"], MYSQL_PORT, acc)
+        prove_replication(specs, gtid)
         ns1 = hstate["hosts"]["db1"]["ns"]
         _ip("-n", ns1, "addr", "add", f"{vip}/{net.prefixlen}", "dev", "eth0")
         subprocess.run(["ip", "netns", "exec", ns1, bins["arping"], "-q", "-U", "-c", "1", "-I", "eth0",
@@ -372,38 +378,9 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
     except BaseException:
         lab_mod.lab_down(directory)
         raise
-    say(f"lab up (hosts in namespaces {prefix}-*) in {time.monotonic() - t0:.1f}s: {directory}")
+    say(f"lab up ({srv.flavor.name}, hosts in namespaces {prefix}-*) in {time.monotonic() - t0:.1f}s: "
+        f"{directory}")
     return lab
-
-
-def _start_mariadb(spec: Any, ns: str, bins: dict[str, str], template: Path,
-                   on_spawn: Callable[[int], None]) -> int:
-    """mariadb.start_node, but inside namespace ``ns`` (its argv is not ours to wrap)."""
-    import pymysql
-
-    from roleswap.lab import mariadb
-
-    spec.dir.mkdir(parents=True, exist_ok=True)
-    if not spec.datadir.exists():
-        shutil.copytree(template, spec.datadir, symlinks=True)
-    mariadb.write_cnf(spec)
-    # --defaults-file must stay mariadbd's FIRST argument (Debian's /etc/mysql leaks in otherwise)
-    proc = procs.spawn(["ip", "netns", "exec", ns, bins["mariadbd"], f"--defaults-file={spec.cnf}",
-                        "--user=root"], spec.dir / "mariadbd.out")
-    on_spawn(proc.pid)
-    deadline = time.monotonic() + mariadb.READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(f"mariadbd for {spec.name} exited with {proc.returncode}: "
-                           f"{procs.tail_log(spec.log)}", remedy=f"see {spec.log}")
-        if spec.socket.exists():
-            try:
-                mariadb.root_connect(spec, timeout=1.0).close()
-                return proc.pid
-            except pymysql.err.OperationalError:
-                pass
-        time.sleep(0.01)
-    raise LabError(f"mariadbd for {spec.name} did not answer", remedy=f"see {spec.log}")
 
 
 def write_hosts_config(lab: Any, acc: Any, keys: dict[str, Path], vip: str,

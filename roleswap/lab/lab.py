@@ -22,18 +22,30 @@ from typing import Any
 import pymysql
 
 from roleswap.errors import LabError
-from roleswap.lab import mariadb, procs
+from roleswap.lab import procs
+from roleswap.lab.flavors import DEFAULT_SERVER, Server, flavor, get_server
+from roleswap.lab.node import (
+    DB_KINDS,
+    Accounts,
+    Engine,
+    NodeSpec,
+    engine_for,
+    root_connect_socket,
+    start_node,
+)
 from roleswap.lab.redis_server import start_redis
+from roleswap.lab.replication import make_writable, prove_replication, start_replication
 
 STATE_FILE = "lab.json"
 CONFIG_FILE = "roleswap.toml"
 DEFAULT_DIR = ".lab"
+STOP_TIMEOUT = 30.0  # SIGTERM, then SIGKILL: a busy MySQL primary took 11-13 s to stop
 
 
 @dataclass
 class LabNode:
     name: str
-    kind: str  # "mariadb" | "redis"
+    kind: str  # "mariadb" | "mysql" (database nodes, see node.DB_KINDS) | "redis" | "sshd"
     pid: int
     host: str
     port: int
@@ -42,6 +54,11 @@ class LabNode:
 
     def alive(self) -> bool:
         return procs.alive(self.pid, self.marker)
+
+    @property
+    def is_db(self) -> bool:
+        """A database server (MariaDB or MySQL), as opposed to redis or sshd."""
+        return self.kind in DB_KINDS
 
 
 @dataclass
@@ -52,6 +69,7 @@ class Lab:
     gtid: bool = True
     # `lab up --hosts`: namespaces, links, addresses (see roleswap.lab.hosts); {} otherwise
     hosts: dict[str, Any] = field(default_factory=dict)
+    server: str = DEFAULT_SERVER  # the flavor (roleswap.lab.flavors) every database node runs
 
     @property
     def config_path(self) -> Path:
@@ -68,8 +86,8 @@ class Lab:
         raise LabError(f"no lab node named {name!r}", remedy="see `roleswap lab status`")
 
     def save(self) -> None:
-        data = {"cluster": self.cluster, "gtid": self.gtid, "nodes": [asdict(n) for n in self.nodes],
-                "hosts": self.hosts}
+        data = {"cluster": self.cluster, "gtid": self.gtid, "server": self.server,
+                "nodes": [asdict(n) for n in self.nodes], "hosts": self.hosts}
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.state_path)
@@ -88,7 +106,7 @@ class Lab:
             raise LabError(f"cannot read {path}: {e}", remedy=f"inspect or delete {path}") from None
         nodes = [LabNode(**n) for n in data.get("nodes", [])]
         return cls(Path(directory), nodes, data.get("cluster", "lab"), data.get("gtid", True),
-                   data.get("hosts") or {})
+                   data.get("hosts") or {}, data.get("server") or DEFAULT_SERVER)
 
 
 def lab_up(
@@ -99,9 +117,13 @@ def lab_up(
     log: Any = None,
     hosts: bool = False,
     subnet: str | None = None,
+    server: str = DEFAULT_SERVER,
 ) -> Lab:
     """Start db1 (primary) + ``replicas`` replicas + redis; return when replication is proven.
 
+    ``server`` is a flavor of :mod:`roleswap.lab.flavors` (``mariadb-10.11``, the host's
+    package; ``mariadb-11.8``; ``mysql-9.7``); a flavor that is not the host's own is
+    fetched into the per-user cache first (once; progress goes to ``log``).
     Never half-starts: on any failure everything started so far is stopped and
     the directory removed, then the error is raised.
     """
@@ -109,13 +131,14 @@ def lab_up(
     if replicas < 1 or replicas > 8:
         raise LabError(f"--replicas {replicas} is out of range", remedy="use 1 to 8")
     directory = Path(directory).absolute()
+    fl = flavor(server)  # refuse an unknown name before touching anything
     if hosts:
         from roleswap.lab.hosts import require_root
 
         require_root()  # refuse before touching anything
     elif subnet is not None:
         raise LabError("--subnet only makes sense with --hosts", remedy="add --hosts")
-    bins = procs.require("mariadbd", "mariadb-install-db", "redis-server")
+    procs.require(*fl.host_programs, "redis-server")
     if (directory / STATE_FILE).exists():
         existing = Lab.load(directory)
         if any(n.alive() for n in existing.nodes):
@@ -124,29 +147,27 @@ def lab_up(
                 remedy=f"stop it with `roleswap lab down --dir {directory}` or use another --dir",
             )
         lab_down(directory)
+    srv = get_server(server, say)  # may fetch (minutes at worst): before any lab exists
+    engine = engine_for(fl.engine)
     if hosts:
         from roleswap.lab.hosts import lab_up_hosts
 
-        lab_h: Lab = lab_up_hosts(directory, replicas, gtid, cluster, subnet, say)
+        lab_h: Lab = lab_up_hosts(directory, replicas, gtid, cluster, subnet, say, srv)
         return lab_h
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # the config inside holds passwords
-    lab = Lab(directory, cluster=cluster, gtid=gtid)
+    lab = Lab(directory, cluster=cluster, gtid=gtid, server=fl.name)
     lab.save()
     t0 = time.monotonic()
     try:
-        template = mariadb.ensure_template(bins)
-        acc = mariadb.Accounts(
-            control_user="roleswap", control_password=_password(),
-            repl_user="repl", repl_password=_password(),
-            app_user="app", app_password=_password(),
-        )
+        template = ensure_template(engine, srv, say)
+        acc = new_accounts()
         used: set[int] = set()
         specs = []
         for i in range(replicas + 1):
             port = procs.free_port(avoid=used)
             used.add(port)
-            specs.append(mariadb.NodeSpec(
+            specs.append(NodeSpec(
                 name=f"db{i + 1}", server_id=i + 1, port=port, dir=directory / f"db{i + 1}",
                 replica=i > 0, gtid=gtid,
             ))
@@ -159,12 +180,12 @@ def lab_up(
 
         start_redis(directory / "redis", on_spawn=lambda r: record(
             LabNode("redis", "redis", r.pid, r.host, r.port, str(r.dir), r.marker)))
-        # Nodes start in parallel: mariadbd start-up is mostly waiting on fsync and init.
+        # Nodes start in parallel: server start-up is mostly waiting on fsync and init.
         def start(i: int) -> None:
-            specs[i] = _start_with_retry(specs[i], bins, template, used, lock, record)
-            mariadb.bootstrap(specs[i], acc)
+            specs[i] = _start_with_retry(specs[i], engine, srv, template, used, lock, record)
+            engine.bootstrap(specs[i], acc)
             if not specs[i].replica:
-                mariadb.make_writable(specs[i])  # its my.cnf says read_only=1, like every node's
+                make_writable(specs[i])  # its my.cnf says read_only=1, like every node's
 
         with ThreadPoolExecutor(len(specs)) as pool:
             for fut in [pool.submit(start, i) for i in range(len(specs))]:
@@ -172,28 +193,45 @@ def lab_up(
         lab.nodes.sort(key=lambda n: (n.kind != "redis", n.name))
         lab.save()
         for spec in specs[1:]:
-            mariadb.start_replication(spec, "127.0.0.1", specs[0].port, acc)
-        _prove_replication(lab, specs)
+            start_replication(spec, "127.0.0.1", specs[0].port, acc)
+        prove_replication(specs, gtid)
         write_config(lab, acc)
     except BaseException:
         lab_down(directory)
         raise
-    say(f"lab up in {time.monotonic() - t0:.1f}s: {directory}")
+    say(f"lab up ({fl.name}, {srv.version}) in {time.monotonic() - t0:.1f}s: {directory}")
     return lab
 
 
+def ensure_template(engine: Engine, srv: Server, say: Callable[[str], None]) -> Path:
+    """The engine's template datadir for ``srv``, saying so when it is made (once per version)."""
+    t0 = time.monotonic()
+    template = engine.ensure_template(srv)
+    if time.monotonic() - t0 > 0.3:
+        say(f"initialised a {srv.flavor.name} template datadir in {time.monotonic() - t0:.1f}s "
+            f"(once per version): {template}")
+    return template
+
+
+def new_accounts() -> Accounts:
+    """The lab's three accounts with fresh random passwords."""
+    return Accounts(control_user="roleswap", control_password=_password(),
+                    repl_user="repl", repl_password=_password(),
+                    app_user="app", app_password=_password())
+
+
 def _start_with_retry(
-    spec: mariadb.NodeSpec, bins: dict[str, str], template: Path, used: set[int],
+    spec: NodeSpec, engine: Engine, srv: Server, template: Path, used: set[int],
     lock: threading.Lock, record: Callable[[LabNode], None],
-) -> mariadb.NodeSpec:
+) -> NodeSpec:
     """Start a node; if its port was taken meanwhile, pick another free port and retry."""
     for attempt in range(3):
         s = spec
         try:
-            def on_spawn(pid: int, s: mariadb.NodeSpec = s) -> None:
-                record(LabNode(s.name, "mariadb", pid, "127.0.0.1", s.port, str(s.dir), str(s.cnf)))
+            def on_spawn(pid: int, s: NodeSpec = s) -> None:
+                record(LabNode(s.name, engine.kind, pid, "127.0.0.1", s.port, str(s.dir), str(s.cnf)))
 
-            mariadb.start_node(s, bins, template, on_spawn=on_spawn)
+            start_node(s, engine, srv, template, on_spawn=on_spawn)
             return s
         except LabError:
             if attempt == 2 or "Address already in use" not in procs.tail_log(spec.log, 20):
@@ -202,63 +240,23 @@ def _start_with_retry(
                 port = procs.free_port(avoid=used)
                 used.add(port)
             spec = replace(spec, port=port)
-    raise LabError("could not start mariadbd on a free port", remedy="retry")
+    raise LabError(f"could not start {srv.flavor.daemon} on a free port", remedy="retry")
 
 
 def _password() -> str:
     return secrets.token_urlsafe(18)
 
 
-def _prove_replication(lab: Lab, specs: list[mariadb.NodeSpec], timeout: float = 30.0) -> None:
-    """A write on db1 must become visible on every replica (and threads must run)."""
-    primary = specs[0]
-    conn = mariadb.root_connect(primary)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS roleswap.lab_check "
-                        "(id INT PRIMARY KEY, at DOUBLE NOT NULL)")
-            cur.execute("REPLACE INTO roleswap.lab_check VALUES (1, %s)", (time.time(),))
-            cur.execute("SELECT @@gtid_binlog_pos")
-            row = cur.fetchone()
-            pos = str(row[0]) if row else ""
-            cur.execute("SHOW MASTER STATUS")
-            ms = cur.fetchone()
-            file_pos = (str(ms[0]), int(ms[1])) if ms else ("", 0)
-    finally:
-        conn.close()
-    for spec in specs[1:]:
-        rc = mariadb.root_connect(spec)
-        try:
-            with rc.cursor() as cur:
-                if lab.gtid:
-                    cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (pos, timeout))
-                else:
-                    cur.execute("SELECT MASTER_POS_WAIT(%s, %s, %s)", (*file_pos, timeout))
-                row = cur.fetchone()
-                reached = row is not None and row[0] is not None and int(row[0]) >= 0
-                cur.execute("SHOW SLAVE STATUS")
-                cols = [d[0] for d in cur.description or ()]
-                st = dict(zip(cols, cur.fetchone() or (), strict=False))
-        finally:
-            rc.close()
-        if not reached or st.get("Slave_IO_Running") != "Yes" or st.get("Slave_SQL_Running") != "Yes":
-            raise LabError(
-                f"replication to {spec.name} did not work: IO={st.get('Slave_IO_Running')} "
-                f"SQL={st.get('Slave_SQL_Running')} {st.get('Last_IO_Error') or ''}"
-                f"{st.get('Last_SQL_Error') or ''}",
-                remedy=f"see {spec.log}",
-            )
-
-
 def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def write_config(lab: Lab, acc: mariadb.Accounts) -> Path:
+def write_config(lab: Lab, acc: Accounts) -> Path:
     redis = lab.node("redis")
     lines = [
         "# roleswap config for the local lab (written by `roleswap lab up`).",
         "# Roles are read from the servers; this file only says where they are.",
+        f"# servers: {lab.server}",
         f"cluster = {_toml_str(lab.cluster)}",
         "",
         "[mysql]  # the control account roleswap uses",
@@ -290,7 +288,7 @@ def write_config(lab: Lab, acc: mariadb.Accounts) -> Path:
         "",
     ]
     for n in lab.nodes:
-        if n.kind == "mariadb":
+        if n.is_db:
             lines += [f"[servers.{n.name}]", f"host = {_toml_str(n.host)}", f"port = {n.port}",
                       f"socket = {_toml_str(str(Path(n.dir) / 'mysqld.sock'))}", ""]
     path = lab.config_path
@@ -309,10 +307,23 @@ def lab_down(directory: Path | str = DEFAULT_DIR) -> list[str]:
             lab = Lab.load(directory)
         except LabError:
             lab = Lab(directory)
-        # replicas first, then primary, then redis: avoids reconnect noise in the logs
-        for n in sorted(lab.nodes, key=lambda n: (n.kind == "redis", n.name), reverse=False):
-            if procs.stop(n.pid, n.marker, timeout=15):
+        # database servers in parallel (a MySQL shutdown takes seconds), then the rest
+        dbs = [n for n in lab.nodes if n.is_db]
+        mysql_socks = [Path(n.dir) / "mysqld.sock" for n in dbs if n.kind == "mysql" and n.alive()]
+        if mysql_socks:
+            from roleswap.lab.mysql import quiesce
+
+            quiesce(mysql_socks)
+        with ThreadPoolExecutor(max(1, len(dbs))) as pool:
+            done = list(pool.map(lambda n: procs.stop(n.pid, n.marker, timeout=STOP_TIMEOUT), dbs))
+        stopped += [n.name for n, was in zip(dbs, done, strict=True) if was]
+        for n in lab.nodes:
+            if not n.is_db and procs.stop(n.pid, n.marker, timeout=15):
                 stopped.append(n.name)
+        # spawned by a `lab up` that died before recording them (see procs.servers_under)
+        for pid in procs.servers_under(directory):
+            if procs.stop(pid, str(directory), timeout=STOP_TIMEOUT):
+                stopped.append(f"pid {pid}")
         if lab.hosts:
             from roleswap.lab.hosts import teardown
 
@@ -343,7 +354,7 @@ def _answers(n: LabNode) -> bool:
     if n.kind in ("redis", "sshd"):
         return procs.port_open(n.host, n.port)
     try:
-        mariadb.root_connect_socket(Path(n.dir) / "mysqld.sock", timeout=1).close()
+        root_connect_socket(Path(n.dir) / "mysqld.sock", timeout=1).close()
     except pymysql.err.MySQLError:
         return False
     return True

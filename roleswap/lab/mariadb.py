@@ -1,110 +1,152 @@
-"""One lab MariaDB instance: template datadir, my.cnf, start, bootstrap SQL, stop.
+"""The lab's MariaDB nodes (the host's 10.11, or a fetched 11.8): template, my.cnf, accounts.
 
-The template datadir (``mariadb-install-db`` output, no binlog yet) is made once
-per MariaDB version and copied per node, which turns a ~0.6 s install into a
-~0.1 s copy.  Accounts are created on every node with ``sql_log_bin=0`` *before*
-replication starts, so replicas carry no local GTIDs (no errant transactions).
-Every node's my.cnf says ``read_only=1`` (the primary's too): the primary is made
-writable at run time (:func:`make_writable`), so no restarted server is ever
-writable by accident.
+The template datadir is made once per MariaDB version and copied per node
+(:mod:`roleswap.lab.node`).  The host's packages make it with ``mariadb-install-db``;
+a fetched flavor cannot run that shell script (it would start the host's programs),
+so its server is fed the same SQL files ``mariadb-install-db`` concatenates, from
+the flavor's own ``share/mariadb``, with ``mariadbd --bootstrap`` (~0.5 s).  Either
+way root@localhost has no password; the lab drops root's TCP accounts on each node.
+
+A fetched server would take its basedir, plugin, message and charset directories
+from the HOST's paths (compiled in), so my.cnf names the prefix's own.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pymysql
-
 from roleswap.errors import LabError
-from roleswap.lab import procs
+from roleswap.lab.flavors import Server
+from roleswap.lab.node import (
+    APP_GRANTS,
+    READY_TIMEOUT,
+    Accounts,
+    NodeSpec,
+    build_template,
+    copy_template,
+    create_accounts,
+    os_user,
+    root_argv_tail,
+    root_connect,
+    root_connect_socket,
+    template_dir,
+)
+from roleswap.lab.replication import node_dialect
 
-READY_TIMEOUT = 30.0
+__all__ = ["APP_GRANTS", "CONTROL_GRANTS", "MARIADB", "READY_TIMEOUT", "Accounts", "MariaDBEngine",
+           "NodeSpec", "root_connect", "root_connect_socket"]
 
+# What the control account needs on MariaDB 10.11+: READ ONLY ADMIN to set and bypass
+# read_only, the replication admin privileges, and SELECT for checksums/verification.
+CONTROL_GRANTS = (
+    "SELECT, RELOAD, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, READ ONLY ADMIN, "
+    "REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, CONNECTION ADMIN, "
+    "BINLOG ADMIN"
+)
 
-@dataclass(frozen=True)
-class NodeSpec:
-    name: str
-    server_id: int
-    port: int
-    dir: Path
-    bind: str = "127.0.0.1"
-    replica: bool = False  # False: the primary, made writable after bootstrap
-    gtid: bool = True
-
-    @property
-    def datadir(self) -> Path:
-        return self.dir / "data"
-
-    @property
-    def socket(self) -> Path:
-        return self.dir / "mysqld.sock"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.dir / "mysqld.pid"
-
-    @property
-    def cnf(self) -> Path:
-        return self.dir / "my.cnf"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "error.log"
+# mariadb-install-db's cat_sql(), in its order (share/mariadb of the flavor)
+_BOOTSTRAP_SQL = ("mariadb_system_tables.sql", "mariadb_performance_tables.sql",
+                  "mariadb_system_tables_data.sql", "fill_help_tables.sql",
+                  "maria_add_gis_sp_bootstrap.sql", "mariadb_sys_schema.sql")
 
 
-def mariadb_version(mariadbd: str) -> str:
-    out = subprocess.run([mariadbd, "--version"], capture_output=True, text=True, check=False)
-    # "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)"
-    words = out.stdout.split()
-    return words[2] if len(words) > 2 else "unknown"
+def _prefix_options(server: Server) -> list[str]:
+    """Options pointing a fetched server at its own files ([] for the host's)."""
+    if server.root is None:
+        return []
+    usr = server.usr
+    return [f"basedir={usr}", f"plugin_dir={usr / 'lib/mysql/plugin'}",
+            f"lc_messages_dir={usr / 'share/mariadb'}",
+            f"character_sets_dir={usr / 'share/mariadb/charsets'}"]
 
 
-def template_dir(version: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "roleswap" / f"mariadb-template-{version}-uid{os.geteuid()}"
+class MariaDBEngine:
+    """MariaDB nodes (see the module docstring)."""
+
+    kind = "mariadb"
+    control_grants = CONTROL_GRANTS
+    repl_grants = "REPLICATION SLAVE, SLAVE MONITOR"
+
+    def ensure_template(self, server: Server) -> Path:
+        tpl = template_dir("mariadb", server.version)
+        if (tpl / "mysql").is_dir():
+            return tpl
+        if server.root is None:
+            return build_template(tpl, lambda tmp: _install_db(server, tmp))
+        return build_template(tpl, lambda tmp: _bootstrap_datadir(server, tmp))
+
+    def prepare(self, spec: NodeSpec, server: Server, template: Path) -> None:
+        copy_template(template, spec)
+        write_cnf(spec, server)
+
+    def server_argv(self, server: Server, cnf: Path) -> list[str]:
+        # --defaults-file must be the first argument or Debian's /etc/mysql config leaks in.
+        return [*server.argv(server.flavor.daemon), f"--defaults-file={cnf}", *root_argv_tail()]
+
+    def bootstrap(self, spec: NodeSpec, acc: Accounts) -> None:
+        conn = root_connect(spec)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION sql_log_bin=0")
+                # install-db also creates passwordless root@127.0.0.1/::1/<hostname>: the
+                # lab's root is socket-only
+                cur.execute("SELECT User, Host FROM mysql.user WHERE User='root' AND Host<>'localhost'")
+                for user, host in list(cur.fetchall()):
+                    cur.execute("DROP USER %s@%s", (user, host))
+                create_accounts(cur, acc, self.control_grants, self.repl_grants)
+                for sql, args in node_dialect(cur).reset_binlogs():
+                    cur.execute(sql, args)
+        finally:
+            conn.close()
+
+    def clear_stale(self, directory: Path) -> None:
+        pass  # mariadbd takes over a dead server's socket by itself
 
 
-def ensure_template(bins: dict[str, str]) -> Path:
-    """Return a pristine datadir for this MariaDB version, creating it once (atomically)."""
-    tpl = template_dir(mariadb_version(bins["mariadbd"]))
-    if (tpl / "mysql").is_dir():
-        return tpl
-    tpl.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tpl.with_name(f"{tpl.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    argv = [
-        bins["mariadb-install-db"], "--no-defaults", f"--datadir={tmp}",
-        f"--user={_os_user()}", "--auth-root-authentication-method=normal",
-        "--skip-test-db", "--skip-name-resolve",
-    ]
+MARIADB = MariaDBEngine()
+
+
+def _install_db(server: Server, tmp: Path) -> None:
+    argv = [*server.argv("mariadb-install-db"), "--no-defaults", f"--datadir={tmp}",
+            f"--user={os_user()}", "--auth-root-authentication-method=normal",
+            "--skip-test-db", "--skip-name-resolve"]
     res = subprocess.run(argv, capture_output=True, text=True, check=False)
     if res.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
         tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
         raise LabError(f"mariadb-install-db failed: {tail}", remedy="check the mariadb-server install")
+
+
+def _bootstrap_datadir(server: Server, tmp: Path) -> None:
+    """What ``mariadb-install-db --auth-root-authentication-method=normal --skip-test-db``
+    does, with the fetched server and SQL files."""
+    share = server.usr / "share/mariadb"
+    parts = ["create database if not exists mysql;", "use mysql;", "SET @auth_root_socket=NULL;"]
     try:
-        tmp.rename(tpl)
-    except OSError:
-        # another process won the race; its template is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tpl
+        parts += [(share / f).read_text() for f in _BOOTSTRAP_SQL]
+    except OSError as e:
+        raise LabError(f"cannot read the bootstrap SQL of {server.flavor.name}: {e}",
+                       remedy=f"remove {server.root} and fetch again: roleswap lab fetch "
+                              f"{server.flavor.name}") from None
+    tmp.mkdir(parents=True)
+    argv = [*server.argv(server.flavor.daemon), "--no-defaults", "--bootstrap", f"--datadir={tmp}",
+            *(f"--{o}" for o in _prefix_options(server)), "--log-warnings=0",
+            "--enforce-storage-engine=", "--max_allowed_packet=8M", "--net_buffer_length=16K",
+            "--skip-name-resolve", "--innodb-log-file-size=16M", *root_argv_tail()]
+    res = subprocess.run(argv, input="\n".join(parts), capture_output=True, text=True, check=False,
+                         timeout=120)
+    if res.returncode != 0:
+        tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
+        raise LabError(f"mariadbd --bootstrap ({server.flavor.name}) failed: {tail}",
+                       remedy=f"remove {server.root} and fetch again: roleswap lab fetch "
+                              f"{server.flavor.name}")
+    (tmp / "mariadb_upgrade_info").write_text(server.version.split("+")[0].split("-")[0] + "-MariaDB")
 
 
-def _os_user() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def write_cnf(spec: NodeSpec) -> None:
+def write_cnf(spec: NodeSpec, server: Server) -> None:
     lines = [
         "[mariadbd]",
+        *_prefix_options(server),
         f"datadir={spec.datadir}",
         f"socket={spec.socket}",
         f"pid-file={spec.pidfile}",
@@ -132,142 +174,7 @@ def write_cnf(spec: NodeSpec) -> None:
         lines.append("gtid_strict_mode=1")
     # EVERY node starts read-only, the primary too: a server that restarts (crash, reboot)
     # must never come back as a second writable primary.  lab up makes the primary
-    # writable at run time (make_writable), as roleswap's promote step does.
+    # writable at run time, as roleswap's promote step does.
     lines.append("read_only=1")
     lines += ["", "[client]", f"socket={spec.socket}", f"port={spec.port}", ""]
     spec.cnf.write_text("\n".join(lines))
-
-
-def start_node(
-    spec: NodeSpec, bins: dict[str, str], template: Path,
-    on_spawn: Callable[[int], None] = lambda _pid: None,
-) -> int:
-    """Copy the template, start mariadbd, wait until it answers; return its PID.
-
-    ``on_spawn(pid)`` runs right after the process exists, before waiting, so the
-    caller can record the PID and stop it even if we crash while waiting.
-    """
-    spec.dir.mkdir(parents=True, exist_ok=True)
-    if not spec.datadir.exists():
-        shutil.copytree(template, spec.datadir, symlinks=True)
-    write_cnf(spec)
-    # --defaults-file must be the first argument or Debian's /etc/mysql config leaks in.
-    argv = [bins["mariadbd"], f"--defaults-file={spec.cnf}"]
-    if os.geteuid() == 0:
-        argv.append("--user=root")
-    proc = procs.spawn(argv, spec.dir / "mariadbd.out")
-    on_spawn(proc.pid)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(
-                f"mariadbd for {spec.name} exited with code {proc.returncode}: {procs.tail_log(spec.log)}",
-                remedy=f"see {spec.log}",
-            )
-        if spec.socket.exists():
-            try:
-                root_connect(spec, timeout=1.0).close()
-                return proc.pid
-            except pymysql.err.OperationalError:
-                pass
-        time.sleep(0.01)
-    procs.stop(proc.pid, str(spec.cnf), timeout=5)
-    raise LabError(f"mariadbd for {spec.name} did not answer in {READY_TIMEOUT:.0f} s",
-                   remedy=f"see {spec.log}")
-
-
-def root_connect(spec: NodeSpec, timeout: float = 5.0) -> pymysql.connections.Connection:
-    """Root over the node's unix socket (root has no password and no TCP access in the lab)."""
-    return root_connect_socket(spec.socket, timeout)
-
-
-def root_connect_socket(socket: Path | str, timeout: float = 5.0) -> pymysql.connections.Connection:
-    return pymysql.connect(
-        unix_socket=str(socket), user="root", password="", connect_timeout=timeout,
-        autocommit=True, ssl_disabled=True,
-    )
-
-
-@dataclass(frozen=True)
-class Accounts:
-    control_user: str
-    control_password: str
-    repl_user: str
-    repl_password: str
-    app_user: str
-    app_password: str
-    database: str = "app"
-
-
-# What the control account needs on MariaDB 10.11: READ ONLY ADMIN to set and bypass
-# read_only, the replication admin privileges, and SELECT for checksums/verification.
-CONTROL_GRANTS = (
-    "SELECT, RELOAD, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, READ ONLY ADMIN, "
-    "REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, CONNECTION ADMIN, "
-    "BINLOG ADMIN"
-)
-# The application account must NOT be able to bypass read_only (no ALL, no READ ONLY ADMIN).
-APP_GRANTS = (
-    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER, CREATE TEMPORARY TABLES, "
-    "LOCK TABLES, EXECUTE"
-)
-
-
-def bootstrap(spec: NodeSpec, acc: Accounts) -> None:
-    """Create accounts and the app database without writing to the binlog."""
-    conn = root_connect(spec)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_log_bin=0")
-            for user, password, grants, on in (
-                (acc.control_user, acc.control_password, CONTROL_GRANTS, "*.*"),
-                (acc.repl_user, acc.repl_password, "REPLICATION SLAVE, SLAVE MONITOR", "*.*"),
-                (acc.app_user, acc.app_password, APP_GRANTS, f"`{acc.database}`.*"),
-            ):
-                cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
-                # identifiers cannot be parameters; user names are validated by the lab
-                cur.execute(f"GRANT {grants} ON {on} TO %s@'%%'", (user,))
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{acc.database}`")
-            if acc.control_user:
-                cur.execute("GRANT ALL ON `roleswap`.* TO %s@'%%'", (acc.control_user,))
-                cur.execute("CREATE DATABASE IF NOT EXISTS `roleswap`")
-            cur.execute("RESET MASTER")
-    finally:
-        conn.close()
-
-
-def make_writable(spec: NodeSpec) -> None:
-    """``SET GLOBAL read_only=0`` on the node (the primary, once bootstrapped).
-
-    Its my.cnf keeps ``read_only=1``: only this run-time setting makes it writable,
-    so a restart brings it back read-only.
-    """
-    conn = root_connect(spec)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET GLOBAL read_only=0")
-    finally:
-        conn.close()
-
-
-def start_replication(spec: NodeSpec, source_host: str, source_port: int, acc: Accounts) -> None:
-    conn = root_connect(spec)
-    try:
-        with conn.cursor() as cur:
-            if spec.gtid:
-                cur.execute(
-                    "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
-                    "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-                    (source_host, source_port, acc.repl_user, acc.repl_password),
-                )
-            else:
-                # file/position replication from the very first binlog of a fresh source
-                cur.execute(
-                    "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
-                    "MASTER_PASSWORD=%s, MASTER_LOG_FILE='mysql-bin.000001', MASTER_LOG_POS=4, "
-                    "MASTER_USE_GTID=no, MASTER_CONNECT_RETRY=1",
-                    (source_host, source_port, acc.repl_user, acc.repl_password),
-                )
-            cur.execute("START SLAVE")
-    finally:
-        conn.close()

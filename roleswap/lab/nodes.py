@@ -1,7 +1,8 @@
 """Node-level control of a running lab: kill, stop and start again one server.
 
 For fault tests and rehearsals: ``kill_node`` delivers a real signal (SIGKILL by
-default) to one lab process; ``start_node_again`` restarts a MariaDB node from its
+default) to one lab process; ``start_node_again`` restarts a database node (MariaDB
+or MySQL, whatever flavor the lab runs) from its
 *existing* directory and ``my.cnf`` (never rewritten: whatever the config on disk
 says, e.g. ``read_only``, is what the restarted server gets) on the same port, or a
 Redis node on the same port (its data is lost: the lab runs Redis without
@@ -21,11 +22,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pymysql
-
 from roleswap.errors import LabError
-from roleswap.lab import mariadb, procs
+from roleswap.lab import procs
+from roleswap.lab.flavors import get_server
 from roleswap.lab.lab import Lab, LabNode
+from roleswap.lab.node import READY_TIMEOUT, engine_for, spawn_and_wait
 from roleswap.lab.redis_server import start_redis
 
 __all__ = ["kill_node", "node_running", "start_node_again", "stop_node"]
@@ -81,13 +82,14 @@ def _wait_gone(node: LabNode, timeout: float) -> None:
         time.sleep(0.005)
 
 
-def start_node_again(lab_dir: Path | str, name: str, timeout: float = mariadb.READY_TIMEOUT) -> int:
+def start_node_again(lab_dir: Path | str, name: str, timeout: float = READY_TIMEOUT) -> int:
     """Start node ``name`` again, on the same port and from its own directory; return the new PID.
 
-    MariaDB: ``mariadbd --defaults-file=DIR/my.cnf`` exactly as the lab starts it (in the
-    node's network namespace for a ``--hosts`` lab), with the config on disk left as it
-    is; returns once root can log in over the socket (after crash recovery).
-    Redis: a new redis-server on the same port, empty.
+    Database node (any flavor): its server started exactly as the lab starts it
+    (``--defaults-file=DIR/my.cnf`` first; through the cached loader for a fetched
+    flavor; in the node's network namespace for a ``--hosts`` lab), with the config on
+    disk left as it is; returns once root can log in over the socket (after crash
+    recovery).  Redis: a new redis-server on the same port, empty.
     Refuses if the node's process still runs.
     """
     lab, node = _load(lab_dir, name)
@@ -106,41 +108,23 @@ def start_node_again(lab_dir: Path | str, name: str, timeout: float = mariadb.RE
         server = start_redis(Path(node.dir), host=node.host, port=node.port, timeout=timeout,
                              on_spawn=lambda r: record(r.pid))
         return server.pid
-    if node.kind != "mariadb":
-        raise LabError(f"lab node {name} is a {node.kind}; only mariadb and redis nodes restart here",
+    if not node.is_db:
+        raise LabError(f"lab node {name} is a {node.kind}; only database and redis nodes restart here",
                        remedy="restart it with the lab's own code")
-    return _start_mariadb(lab, node, timeout, record)
+    return _start_db(lab, node, timeout, record)
 
 
-def _start_mariadb(lab: Lab, node: LabNode, timeout: float, record: Callable[[int], None]) -> int:
-    bins = procs.require("mariadbd")
+def _start_db(lab: Lab, node: LabNode, timeout: float, record: Callable[[int], None]) -> int:
+    srv = get_server(lab.server, fetch=False)
     directory = Path(node.dir)
     cnf = directory / "my.cnf"
     if not cnf.is_file():
         raise LabError(f"lab node {node.name} has no {cnf}", remedy="rebuild the lab")
-    log = directory / "error.log"
-    socket_path = directory / "mysqld.sock"
-    # --defaults-file must be mariadbd's FIRST argument (Debian's /etc/mysql leaks in otherwise)
-    argv = [bins["mariadbd"], f"--defaults-file={cnf}"]
-    if os.geteuid() == 0:
-        argv.append("--user=root")
+    engine = engine_for(node.kind)
+    engine.clear_stale(directory)
+    argv = engine.server_argv(srv, cnf)
     ns = (lab.hosts.get("hosts") or {}).get(node.name, {}).get("ns") if lab.hosts else None
     if ns:
         argv = ["ip", "netns", "exec", str(ns), *argv]
-    proc = procs.spawn(argv, directory / "mariadbd.out")
-    record(proc.pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(f"mariadbd for {node.name} exited with code {proc.returncode} on restart: "
-                           f"{procs.tail_log(log)}", remedy=f"see {log}")
-        if socket_path.exists():  # may be the stale socket of the killed server: connect decides
-            try:
-                mariadb.root_connect_socket(socket_path, timeout=1.0).close()
-                return proc.pid
-            except pymysql.err.OperationalError:
-                pass
-        time.sleep(0.01)
-    procs.stop(proc.pid, str(cnf), timeout=5)
-    raise LabError(f"mariadbd for {node.name} did not answer within {timeout:g}s of its restart",
-                   remedy=f"see {log}")
+    return spawn_and_wait(argv, srv.flavor.daemon, node.name, directory, record, timeout,
+                          what=" on restart")

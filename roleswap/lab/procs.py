@@ -112,6 +112,32 @@ def cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+SERVER_PROGRAMS = ("mariadbd", "mysqld", "redis-server", "sshd")
+
+
+def servers_under(directory: Path) -> list[int]:
+    """PIDs of server processes (:data:`SERVER_PROGRAMS`, run directly, through a loader
+    or ``ip netns exec``) whose command line names a path inside ``directory``.
+
+    For teardown after a crash: a process spawned just before its starter died may not
+    be recorded anywhere; its arguments (``--defaults-file=DIR/db1/my.cnf``, ``--dir
+    DIR/redis``, ``-f DIR/db1/ssh/sshd_config``) still say whose it is.
+    """
+    inside = str(directory).rstrip("/") + "/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(Path(a).name in SERVER_PROGRAMS for a in argv) and any(
+                a.startswith(inside) or a.partition("=")[2].startswith(inside) for a in argv):
+            found.append(int(entry.name))
+    return found
+
+
 def alive(pid: int, marker: str | None = None) -> bool:
     """True if ``pid`` runs (and, given ``marker``, its command line contains it)."""
     if pid <= 0:
@@ -145,7 +171,12 @@ def stop(pid: int, marker: str, timeout: float = 10.0) -> bool:
     if not alive(pid, marker):
         _reap(pid)
         return False
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a SIGSTOPped process (fault tests) must run to die
+    except ProcessLookupError:
+        _reap(pid)
+        return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)

@@ -1,7 +1,8 @@
 """MySQL/MariaDB access: GTID value types, per-flavor SQL dialects, connections, topology.
 
-Only MariaDB is tested against a live server; the MySQL 5.7/8.0/8.4 dialects
-are written against the documented syntax and unit-tested on exact statements.
+Live-tested on MariaDB 10.11 and 11.8 and on MySQL 9.7 (8.4's syntax); the MySQL
+5.7/8.0 dialects are written against the documented syntax and unit-tested on exact
+statements only.  Every flavor difference is a field of :class:`Dialect`.
 """
 
 from roleswap.mysql.dialect import (
@@ -15,7 +16,7 @@ from roleswap.mysql.dialect import (
     UnsupportedServerError,
     dialect_for,
 )
-from roleswap.mysql.gtid import GtidSet, MariaGtid, MariaGtidPos, errant_mariadb
+from roleswap.mysql.gtid import GtidSet, GtidValue, MariaGtid, MariaGtidPos, errant_mariadb, extra_gtids
 from roleswap.mysql.topology import Activity, Server, Topology, read_server, read_topology
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Activity",
     "Dialect",
     "GtidSet",
+    "GtidValue",
     "MariaGtid",
     "MariaGtidPos",
     "ReplicaStatus",
@@ -35,6 +37,7 @@ __all__ = [
     "UnsupportedServerError",
     "dialect_for",
     "errant_mariadb",
+    "extra_gtids",
     "read_server",
     "read_topology",
 ]

@@ -8,8 +8,15 @@ branches spread over the code.  Every method returns ``(sql, params)``
 passwords, binlog file names and GTID strings are ALWAYS parameters, never
 part of the SQL text; numbers are passed as ``int``/``float``.
 
-Only MariaDB is exercised against a live server; the MySQL dialects are
-written against the documented syntax and unit-tested on exact statements.
+Live-tested (every integration, fault and e2e suite): MariaDB 10.11 and 11.8
+(``MARIADB``) and MySQL 9.7, whose syntax is 8.4's (``MYSQL84``).  MySQL 5.7 and
+8.0 (``MYSQL57``, ``MYSQL80``) are written against the documented syntax and
+unit-tested on exact statements only.
+
+Besides the statements a swap runs, the GTID variables are named here by meaning
+(``gtid_position_var``, ``gtid_applied_var``, ``gtid_state_var``), and so are the
+lab/test repairs and the remedy spellings, so no other module needs to know
+which flavor it talks to.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from roleswap.errors import ServerError
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos
+from roleswap.mysql.gtid import GtidSet, GtidValue, MariaGtidPos
 from roleswap.mysql.replica_status import ReplicaStatus  # re-exported: existing imports
 
 Stmt = tuple[str, tuple[Any, ...]]
@@ -66,6 +73,30 @@ class Dialect:
     # rows (name, rule) of the replication filters a server would apply to ANY channel it
     # gets later -- a primary has no channel, so SHOW SLAVE STATUS cannot show them
     global_filters_sql: str = ""
+    # GTID variables by meaning (read with gtid_position() / gtid_applied() / gtid_state();
+    # each name is also its alias in ``variables``): what the server has LOGGED, the
+    # position its replicas must reach ...
+    gtid_position_var: str = "gtid_executed"
+    # ... everything it has APPLIED, logged or not (equal on caught-up servers) ...
+    gtid_applied_var: str = "gtid_executed"
+    # ... and the history per origin that tells its own transactions from replicated ones
+    # (MariaDB: one GTID per (domain, server_id); compared by gtid.extra_gtids).
+    gtid_state_var: str = "gtid_executed"
+    # Lab/test repair only, never in a swap: forget every binary log and GTID of the server,
+    # then declare a position already applied (%s: the position).
+    reset_binlogs_sql: str = "RESET MASTER"
+    adopt_gtid_sql: str = "SET GLOBAL gtid_purged=%s"
+    # How this server's OWN transactions' GTIDs begin (column ``g``): "domain-server_id-"
+    # on MariaDB, "server_uuid:" on MySQL (tests recognise a server's own writes by it).
+    own_gtid_prefix_sql: str = "SELECT CONCAT(@@GLOBAL.server_uuid, ':') AS g"
+    # Remedy text: how a replicate_* filter is cleared at runtime ({setting}: its name as
+    # ReplicaStatus.filter_settings spells it for this flavor).
+    clear_filter_variable: str = "CHANGE REPLICATION FILTER {setting}=()"
+    # Lab/tests: set a replicate_*_table filter ({tables}: quoted names; %s: one parameter).
+    set_filter_variable: str = "CHANGE REPLICATION FILTER {setting}=({tables})"
+    # SHOW GRANTS includes the grants of the session's active roles (MariaDB), or never
+    # expands roles (MySQL: privileges through roles cannot be checked from it).
+    show_grants_expands_roles: bool = False
 
     # -- reading ---------------------------------------------------------------
     def variables_query(self) -> Stmt:
@@ -79,11 +110,64 @@ class Dialect:
     def binlog_status(self) -> Stmt:
         return self.binlog_status_sql, ()
 
-    def parse_gtid(self, text: str | None) -> MariaGtidPos | GtidSet:
-        """A GTID string of this flavor as its value type."""
+    def gtid_position(self) -> Stmt:
+        """``SELECT`` (column ``g``) what the server has logged: the position replicas wait for."""
+        return f"SELECT @@GLOBAL.{self.gtid_position_var} AS g", ()
+
+    def gtid_applied(self) -> Stmt:
+        """``SELECT`` (column ``g``) every GTID the server has applied."""
+        return f"SELECT @@GLOBAL.{self.gtid_applied_var} AS g", ()
+
+    def gtid_state(self) -> Stmt:
+        """``SELECT`` (column ``g``) the GTID history compared by :func:`extra_gtids`."""
+        return f"SELECT @@GLOBAL.{self.gtid_state_var} AS g", ()
+
+    def parse_gtid(self, text: str | None) -> GtidValue:
+        """A GTID position of this flavor as its value type (``str()`` is canonical:
+        MySQL's ``",\\n"`` between UUID sets is gone)."""
         if self.flavor == MARIADB_FLAVOR:
             return MariaGtidPos.parse(text)
         return GtidSet.parse(text)
+
+    def parse_gtid_state(self, text: str | None) -> GtidValue:
+        """What :meth:`gtid_state` returned, as its value type (a MariaDB binlog state
+        may hold several GTIDs per domain)."""
+        if self.flavor == MARIADB_FLAVOR:
+            return MariaGtidPos.parse(text, state=True)
+        return GtidSet.parse(text)
+
+    # -- lab / test repair -----------------------------------------------------------
+    def reset_binlogs(self) -> list[Stmt]:
+        """Forget every binary log and GTID of this server (lab and tests only)."""
+        return [(self.reset_binlogs_sql, ())]
+
+    def adopt_gtid_position(self, position: GtidValue | str) -> list[Stmt]:
+        """After :meth:`reset_binlogs` (replication stopped): declare ``position`` applied,
+        so GTID replication resumes after it."""
+        return [(self.adopt_gtid_sql, (str(position),))]
+
+    def set_filter(self, setting: str, tables: tuple[str, ...]) -> Stmt:
+        """Lab/tests: make ``setting`` (a ``replicate_*_table`` filter, named as
+        ``filter_setting`` spells it for this flavor) filter ``db.table`` ``tables``."""
+        for t in tables:
+            if not _TABLE_NAME.match(t):
+                raise ValueError(f"not a db.table name: {t!r}")
+        if "%s" in self.set_filter_variable:
+            return self.set_filter_variable.format(setting=setting), (",".join(tables),)
+        quoted = ", ".join(".".join(f"`{part}`" for part in t.split(".")) for t in tables)
+        return self.set_filter_variable.format(setting=setting, tables=quoted), ()
+
+    def own_gtid_prefix(self) -> Stmt:
+        """``SELECT`` (column ``g``) how the GTIDs of this server's own writes begin."""
+        return self.own_gtid_prefix_sql, ()
+
+    def clear_filter_hint(self, setting: str) -> str:
+        """Remedy text clearing the filter ``setting``: a ``replicate_*`` filter (MariaDB
+        variable, MySQL CHANGE REPLICATION FILTER), or a CHANGE MASTER/REPLICATION SOURCE
+        option (IGNORE_SERVER_IDS, MariaDB's DO/IGNORE_DOMAIN_IDS)."""
+        if setting.lower().startswith("replicate_"):
+            return self.clear_filter_variable.format(setting=setting)
+        return f"{self.change_source_sql} {setting}=()"
 
     # -- fencing -----------------------------------------------------------------
     def fence(self, lock_wait_timeout: int) -> list[Stmt]:
@@ -110,12 +194,17 @@ class Dialect:
         stmts.append(("SET GLOBAL read_only=0", ()))
         return stmts
 
+    @property
+    def fence_var(self) -> str:
+        """The variable the fence sets: ``super_read_only`` where the flavor has it (it
+        stops every account), else ``read_only``."""
+        return "super_read_only" if self.has_super_read_only else "read_only"
+
     def read_only(self) -> list[Stmt]:
         """Set read-only without a lock bound (for replicas, which run no client writes);
         persisted where the server can (it then survives a restart)."""
-        var = "super_read_only" if self.has_super_read_only else "read_only"
         scope = "PERSIST" if self.persist_read_only else "GLOBAL"
-        return [(f"SET {scope} {var}=1", ())]
+        return [(f"SET {scope} {self.fence_var}=1", ())]
 
     # -- replication control -------------------------------------------------------
     def start_replication(self) -> list[Stmt]:
@@ -187,7 +276,7 @@ class Dialect:
         ]
 
     # -- waiting -------------------------------------------------------------------
-    def wait_for_gtid(self, position: MariaGtidPos | GtidSet | str, timeout: float) -> Stmt:
+    def wait_for_gtid(self, position: GtidValue | str, timeout: float) -> Stmt:
         """Block until the SQL thread has applied ``position`` (see :func:`gtid_wait_reached`)."""
         return self.gtid_wait_sql, (str(position), _timeout(timeout))
 
@@ -196,6 +285,9 @@ class Dialect:
         if not isinstance(log_pos, int):
             raise ValueError("log_pos must be an int")
         return self.pos_wait_sql, (log_file, log_pos, _timeout(timeout))
+
+
+_TABLE_NAME = re.compile(r"^\w+\.\w+$")
 
 
 def _timeout(timeout: float) -> float:
@@ -248,6 +340,14 @@ MARIADB = Dialect(
     gtid_wait_sql="SELECT MASTER_GTID_WAIT(%s, %s)",
     pos_wait_sql="SELECT MASTER_POS_WAIT(%s, %s, %s)",
     fence_bypass_privileges=("READ ONLY ADMIN",),
+    gtid_position_var="gtid_binlog_pos",
+    gtid_applied_var="gtid_current_pos",
+    gtid_state_var="gtid_binlog_state",
+    adopt_gtid_sql="SET GLOBAL gtid_slave_pos=%s",
+    own_gtid_prefix_sql="SELECT CONCAT(@@GLOBAL.gtid_domain_id, '-', @@GLOBAL.server_id, '-') AS g",
+    clear_filter_variable="SET GLOBAL {setting}=''",
+    set_filter_variable="SET GLOBAL {setting}=%s",
+    show_grants_expands_roles=True,
     global_filters_sql=" UNION ALL ".join(
         f"SELECT '{v}' AS name, @@GLOBAL.{v} AS rule" for v in (
             "replicate_do_db", "replicate_ignore_db", "replicate_do_table",
@@ -315,8 +415,9 @@ MYSQL80 = replace(
     variables=(*_MYSQL_VARS, ("log_replica_updates", "@@GLOBAL.log_replica_updates")),
 )
 
-# 8.4 removed SHOW MASTER STATUS and the other MASTER/SLAVE statements.
-MYSQL84 = replace(MYSQL80, name="mysql84", version=(8, 4, 0), binlog_status_sql="SHOW BINARY LOG STATUS")
+# 8.4 removed SHOW MASTER STATUS, RESET MASTER and the other MASTER/SLAVE statements.
+MYSQL84 = replace(MYSQL80, name="mysql84", version=(8, 4, 0), binlog_status_sql="SHOW BINARY LOG STATUS",
+                  reset_binlogs_sql="RESET BINARY LOGS AND GTIDS")
 
 _VERSION_RE = re.compile(r"^(?:5\.5\.5-)?(\d+)\.(\d+)\.(\d+)")
 

@@ -335,12 +335,14 @@ def control_needs(flavor: str, version: tuple[int, int, int]) -> tuple[Need, ...
     MASTER STATUS needs BINLOG MONITOR (REPLICATION CLIENT is its alias) or
     SUPER; other users' sessions and INNODB_TRX need PROCESS; KILL of other
     users' sessions needs CONNECTION ADMIN or SUPER.
-    MySQL 8.0+: SYSTEM_VARIABLES_ADMIN or SUPER for (super_)read_only,
+    MySQL 8.0+ (measured on 9.7.4 by a whole swap with exactly this list):
+    SYSTEM_VARIABLES_ADMIN or SUPER for (super_)read_only and SET/RESET PERSIST,
     REPLICATION_SLAVE_ADMIN or SUPER for replication control, REPLICATION
     CLIENT or SUPER for SHOW REPLICA/BINARY LOG STATUS, RELOAD for RESET
-    REPLICA, PROCESS, and CONNECTION_ADMIN or SUPER.  MySQL 5.7 has no dynamic
-    privileges: SUPER.  BINLOG_ADMIN is not needed: roleswap never purges or
-    resets binary logs.
+    REPLICA, PROCESS.  No privilege to kill sessions: the fence there is
+    super_read_only, which stops every account, so ``--kill-privileged`` has
+    nothing to kill.  MySQL 5.7 has no dynamic privileges: SUPER.  BINLOG_ADMIN
+    is not needed: roleswap never purges or resets binary logs.
     """
     sessions = Need("see all sessions and transactions", ("PROCESS",))
     reset = Need("forget the new primary's source (RESET SLAVE/REPLICA ALL)", ("RELOAD",))
@@ -362,7 +364,6 @@ def control_needs(flavor: str, version: tuple[int, int, int]) -> tuple[Need, ...
             reset,
             Need("read replica and binlog status", ("REPLICATION CLIENT", "SUPER")),
             sessions,
-            Need("kill sessions", ("CONNECTION_ADMIN", "SUPER")),
         )
     return (
         Need("set super_read_only", ("SUPER",)),
@@ -370,7 +371,6 @@ def control_needs(flavor: str, version: tuple[int, int, int]) -> tuple[Need, ...
         reset,
         Need("read replica and binlog status", ("REPLICATION CLIENT", "SUPER")),
         sessions,
-        Need("kill sessions", ("SUPER",)),
     )
 
 

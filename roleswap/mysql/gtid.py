@@ -342,3 +342,40 @@ class GtidSet:
 
     def __repr__(self) -> str:
         return f"GtidSet({str(self)!r})"
+
+
+# ---------------------------------------------------------------------------
+# Both flavors
+# ---------------------------------------------------------------------------
+
+GtidValue = MariaGtidPos | GtidSet
+
+
+def extra_gtids(have: GtidValue, lack: GtidValue) -> GtidValue:
+    """Transactions ``have`` holds that ``lack`` does not (empty when none): one question
+    for both flavors, asked of the values :meth:`Dialect.parse_gtid_state` returns.
+
+    MariaDB: two ``gtid_binlog_state`` values compared per (domain, server_id) (see
+    :func:`errant_mariadb`).  MySQL: ``gtid_executed`` set difference.  Mixing the
+    two types is a programming error (``TypeError``).
+    """
+    if isinstance(have, MariaGtidPos) and isinstance(lack, MariaGtidPos):
+        return errant_mariadb(have, lack)
+    if isinstance(have, GtidSet) and isinstance(lack, GtidSet):
+        return have - lack
+    raise TypeError(f"cannot compare {type(have).__name__} with {type(lack).__name__}")
+
+
+def canonical_gtid_text(text: str | None) -> str:
+    """A GTID position or set as printed text, canonical whatever the flavor: MySQL sets
+    (``uuid:...``, possibly ``",\\n"``-separated) via :class:`GtidSet`, MariaDB
+    positions via :class:`MariaGtidPos`; text that is neither keeps its entries, one
+    line, whitespace dropped (a value is never hidden because it did not parse)."""
+    body = (text or "").strip()
+    if not body:
+        return ""
+    try:
+        value: GtidValue = GtidSet.parse(body) if ":" in body else MariaGtidPos.parse(body, state=True)
+    except ValueError:
+        return ",".join("".join(part.split()) for part in body.split(","))
+    return str(value)

@@ -52,6 +52,13 @@ FILTER_COLUMNS: dict[str, tuple[str | None, str | None]] = {
 }
 
 
+def filter_setting(column: str, flavor: str) -> str:
+    """How ``flavor`` ("mariadb" / "mysql") names the setting behind filter ``column``
+    (the column itself where the flavor has no such filter)."""
+    maria, mysql = FILTER_COLUMNS[column]
+    return (maria if flavor == "mariadb" else mysql) or column
+
+
 def _filters(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """(column, value) for every filter column present and non-empty, in table order."""
     out = []
@@ -77,8 +84,15 @@ class FilterSetting:
 
     @property
     def is_variable(self) -> bool:
-        """A ``replicate_*`` server variable (else a CHANGE MASTER/SOURCE option)."""
+        """A MariaDB ``replicate_*`` server variable."""
         return self.setting.startswith("replicate_")
+
+    @property
+    def is_server_filter(self) -> bool:
+        """A ``replicate_*`` filter of the server (my.cnf or set at runtime: MariaDB
+        variable, MySQL CHANGE REPLICATION FILTER); else a CHANGE MASTER/SOURCE option
+        of the channel."""
+        return self.setting.lower().startswith("replicate_")
 
     def __str__(self) -> str:
         return f"{self.setting}={self.value}"
@@ -178,12 +192,7 @@ class ReplicaStatus:
 
     def filter_settings(self, flavor: str) -> list[FilterSetting]:
         """The active filters named as ``flavor`` ("mariadb" / "mysql") sets them."""
-        out = []
-        for col, value in self.filters:
-            maria, mysql = FILTER_COLUMNS[col]
-            setting = maria if flavor == "mariadb" else mysql
-            out.append(FilterSetting(col, value, setting or col))
-        return out
+        return [FilterSetting(col, value, filter_setting(col, flavor)) for col, value in self.filters]
 
     def received_gtid(self, position: MariaGtidPos | GtidSet) -> bool:
         """True once the IO thread has RECEIVED ``position`` (it may not be applied yet).

@@ -23,8 +23,8 @@ import pymysql
 from roleswap.config import Config, ServerConfig
 from roleswap.errors import RoleSwapError, ServerError
 from roleswap.mysql.conn import connect, query, server_error
-from roleswap.mysql.dialect import MARIADB_FLAVOR, Dialect, ReplicaStatus, dialect_for
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos
+from roleswap.mysql.dialect import Dialect, ReplicaStatus, dialect_for
+from roleswap.mysql.gtid import GtidSet, GtidValue, MariaGtidPos
 
 __all__ = ["Activity", "ReplicaStatus", "Server", "Topology", "read_server", "read_topology"]
 
@@ -64,7 +64,10 @@ class Server:
     login was refused), ``lost`` or ``error`` (``error_code`` is the MySQL error
     number when there is one).  ``reachable`` is False whenever no session could
     be opened (access denied included).  ``super_read_only`` is ``None`` where the
-    flavor has none (MariaDB).
+    flavor has none (MariaDB).  ``gtid_position`` is what the server has logged, in its
+    flavor's value type (``gtid_binlog_pos`` / ``gtid_executed``, see
+    :attr:`Dialect.gtid_position_var`); the flavor's own GTID variables are filled
+    where it has them, the others stay ``None``.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Server:
     log_replica_updates: bool | None = None
     gtid_mode: bool | None = None
     gtid_strict_mode: bool | None = None
+    gtid_position: GtidValue | None = None
     gtid_binlog_pos: MariaGtidPos | None = None
     gtid_current_pos: MariaGtidPos | None = None
     gtid_slave_pos: MariaGtidPos | None = None
@@ -118,10 +122,6 @@ class Server:
     def writable(self) -> bool:
         """True only when known to accept writes (an unread server is not)."""
         return self.ok and self.read_only is False and not self.super_read_only
-
-    @property
-    def is_mariadb(self) -> bool:
-        return self.flavor == MARIADB_FLAVOR
 
     def endpoints(self) -> set[tuple[str, int]]:
         """(host, port) pairs under which replicas may know this server."""
@@ -242,6 +242,17 @@ def _str(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+# Server fields read from the dialect's ``variables`` under the same alias, where present.
+_GTID_VARIABLES: dict[str, Callable[[str | None], Any]] = {
+    "gtid_strict_mode": lambda t: _bool(t),
+    "gtid_binlog_pos": MariaGtidPos.parse,
+    "gtid_current_pos": MariaGtidPos.parse,
+    "gtid_slave_pos": MariaGtidPos.parse,
+    "gtid_binlog_state": lambda t: MariaGtidPos.parse(t, state=True),
+    "gtid_executed": GtidSet.parse,
+}
+
+
 def _server_from_rows(
     d: Dialect, v: Mapping[str, Any],
     replica_rows: Sequence[Mapping[str, Any]], binlog_rows: Sequence[Mapping[str, Any]],
@@ -267,21 +278,16 @@ def _server_from_rows(
         "replica": replica,
         "channels": channels,
     }
-    if d.flavor == MARIADB_FLAVOR:
-        binlog_pos = MariaGtidPos.parse(_str(v.get("gtid_binlog_pos")))
-        f.update(
-            gtid_strict_mode=_bool(v.get("gtid_strict_mode")),
-            gtid_binlog_pos=binlog_pos,
-            gtid_current_pos=MariaGtidPos.parse(_str(v.get("gtid_current_pos"))),
-            gtid_slave_pos=MariaGtidPos.parse(_str(v.get("gtid_slave_pos"))),
-            gtid_binlog_state=MariaGtidPos.parse(_str(v.get("gtid_binlog_state")), state=True),
-            gtid_mode=bool(binlog_pos) or bool(replica and replica.gtid_mode),
-        )
-    else:
-        f.update(
-            gtid_executed=GtidSet.parse(_str(v.get("gtid_executed"))),
-            gtid_mode=_str(v.get("gtid_mode")) == "ON",
-        )
+    for alias, parse in _GTID_VARIABLES.items():  # those the flavor has (its dialect reads)
+        if alias in v:
+            f[alias] = parse(_str(v[alias]))
+    position = d.parse_gtid(_str(v.get(d.gtid_position_var)))
+    f["gtid_position"] = position
+    mode = _str(v.get("gtid_mode"))
+    # MariaDB has no gtid_mode (GTIDs are always logged): GTID mode when it has logged
+    # some, or replicates by GTID.
+    f["gtid_mode"] = (mode.upper() == "ON" if mode is not None
+                      else bool(position) or bool(replica and replica.gtid_mode))
     if binlog_rows:
         f["binlog_file"] = _str(binlog_rows[0].get("File"))
         f["binlog_pos"] = _int(binlog_rows[0].get("Position"))

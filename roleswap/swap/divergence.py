@@ -9,9 +9,9 @@ source's transactions it replicated.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos, errant_mariadb
+from roleswap.mysql.gtid import GtidValue, extra_gtids
 
 if TYPE_CHECKING:
     from roleswap.swap.context import SwapContext
@@ -26,29 +26,37 @@ def extra_transactions(ctx: SwapContext, have: str, lack: str) -> str | None:
     """
     if ctx.state.get("mode", "gtid") != "gtid":
         return None
-    d = ctx.dialect(have)
-    if d.flavor == "mariadb":
-        sql = "SELECT @@GLOBAL.gtid_binlog_state AS g"
-        a = MariaGtidPos.parse(str(ctx.query(have, sql)[0]["g"] or ""), state=True)
-        b = MariaGtidPos.parse(str(ctx.query(lack, sql)[0]["g"] or ""), state=True)
-        e = errant_mariadb(a, b)
-        return str(e) if e else ""
-    sql = "SELECT @@GLOBAL.gtid_executed AS g"
-    sa = GtidSet.parse(str(ctx.query(have, sql)[0]["g"] or ""))
-    sb = GtidSet.parse(str(ctx.query(lack, sql)[0]["g"] or ""))
-    diff = sa - sb
-    return "" if diff.is_empty() else str(diff)
+    return extra_gtid_text(ctx, have, lack)
+
+
+def extra_gtid_text(ctx: SwapContext, have: str, lack: str) -> str:
+    """GTIDs ``have`` holds that ``lack`` does not, canonical text ('' when none), read
+    ``have`` first.  Each server's GTID state as its dialect reads and parses it
+    (MariaDB ``gtid_binlog_state``, MySQL ``gtid_executed``), compared by
+    :func:`~roleswap.mysql.gtid.extra_gtids`."""
+    a = _gtid_state(ctx, have)
+    b = _gtid_state(ctx, lack)
+    return str(extra_gtids(a, b))
+
+
+def _gtid_state(ctx: SwapContext, name: str) -> GtidValue:
+    d = ctx.dialect(name)
+    return d.parse_gtid_state(_text(ctx.run(name, [d.gtid_state()])[0]["g"]))
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
 
 
 def moved_since(ctx: SwapContext, name: str, recorded_key: str) -> bool | None:
     """File/position mode: has ``name``'s binlog position moved since ``state[recorded_key]``?
     None when nothing was recorded."""
-    from roleswap.swap.positions import mode
+    from roleswap.swap.positions import mode, same
 
     recorded = ctx.state.get(recorded_key)
     if recorded is None:
         return None
-    return bool(mode(ctx).read(ctx, name) != recorded)
+    return not same(mode(ctx).read(ctx, name), recorded)
 
 
 def target_own_writes(ctx: SwapContext) -> str | None:

@@ -114,8 +114,7 @@ def _privileges_on(ctx: SwapContext, srv: Server) -> Check:
         return Check.fail(name, f"cannot read the control account's grants on {srv.name}: "
                           f"{e.message}", e.remedy or f"check the control account on {srv.name}")
     grants = AccountGrants.parse(str(next(iter(r.values()))) for r in rows)
-    flavor = d.flavor
-    missing = missing_needs(grants, control_needs(flavor, d.version))
+    missing = missing_needs(grants, control_needs(d.flavor, d.version))
     if not missing:
         return Check.ok(name, f"{account} holds every global privilege roleswap needs")
     lacking = "; ".join(f"{n.what} ({' or '.join(n.any_of)})" for n in missing)
@@ -124,12 +123,13 @@ def _privileges_on(ctx: SwapContext, srv: Server) -> Check:
     if narrow:
         notes.append(f"its grants ON {', '.join(narrow)} do not count: these are global "
                      "privileges, only a grant ON *.* gives them")
-    if flavor == "mariadb" and grants.inactive_roles():
+    if d.show_grants_expands_roles and grants.inactive_roles():
         notes.append(f"role(s) {', '.join(grants.inactive_roles())} are granted but not active "
                      "in its sessions (no default role), so their privileges do not count")
-    if flavor == "mysql" and grants.role_names():
+    if not d.show_grants_expands_roles and grants.role_names():
         notes.append(f"privileges through roles ({', '.join(grants.role_names())}) are not "
-                     "checked on MySQL: grant them directly")
+                     f"checked on {srv.name} (SHOW GRANTS does not expand them): grant them "
+                     "directly")
     return Check.fail(name, f"the control account {account} lacks on {srv.name}: {lacking}"
                       + (f" ({'; '.join(notes)})" if notes else ""),
                       f"on {srv.name} run: {grant_statement(missing, account)}")

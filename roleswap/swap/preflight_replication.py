@@ -29,11 +29,12 @@ to repoint) and ``stopped_siblings`` (name -> the threads that ran at preflight,
 from __future__ import annotations
 
 from roleswap.errors import RoleSwapError
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos, errant_mariadb
+from roleswap.mysql.dialect import MARIADB
 from roleswap.mysql.replica_status import FilterSetting, ReplicaStatus
 from roleswap.mysql.topology import Server, Topology
 from roleswap.swap.check import Check
 from roleswap.swap.context import SwapContext
+from roleswap.swap.divergence import extra_gtid_text
 
 __all__ = ["replication_checks"]
 
@@ -45,7 +46,8 @@ def replication_checks(ctx: SwapContext, topo: Topology, s: Server, t: Server) -
     if r is None or not r.running or r.error:
         state = "not configured" if r is None else (r.error or f"IO={r.io_state} SQL={r.sql_running}")
         out.append(Check.fail("threads", f"replication on {t.name}: {state}",
-                              f"fix replication on {t.name} first (START SLAVE; see its error log)"))
+                              f"fix replication on {t.name} first ({_stop_start(t)[1]}; see its "
+                              "error log)"))
     else:
         out.append(Check.ok("threads", f"{t.name} IO and SQL threads running, no error"))
         lag = r.seconds_behind
@@ -90,7 +92,8 @@ def replication_checks(ctx: SwapContext, topo: Topology, s: Server, t: Server) -
 
 # -- --to: nothing filtered, nothing delayed ---------------------------------------------
 def _flavor(srv: Server) -> str:
-    return "mariadb" if srv.is_mariadb else "mysql"
+    """The flavor ``srv``'s filters are named in (its dialect's; MariaDB's when unread)."""
+    return srv.dialect.flavor if srv.dialect is not None else "mariadb"
 
 
 def _stop_start(srv: Server) -> tuple[str, str, str]:
@@ -103,12 +106,10 @@ def _stop_start(srv: Server) -> tuple[str, str, str]:
 
 def _clear_filter(srv: Server, f: FilterSetting) -> str:
     """The statements that remove filter ``f`` on ``srv`` (no values: it is cleared)."""
-    stop, start, change = _stop_start(srv)
-    if not f.is_variable:
-        return f"{stop}; {change} {f.setting}=(); {start}"
-    if srv.is_mariadb:
-        return f"{stop}; SET GLOBAL {f.setting}=''; {start}; and remove it from my.cnf"
-    return f"{stop}; CHANGE REPLICATION FILTER {f.setting}=(); {start}; and remove it from my.cnf"
+    stop, start, _change = _stop_start(srv)
+    clear = (srv.dialect or MARIADB).clear_filter_hint(f.setting)
+    tail = "; and remove it from my.cnf" if f.is_server_filter else ""
+    return f"{stop}; {clear}; {start}{tail}"
 
 
 def _delay_off(srv: Server) -> str:
@@ -163,13 +164,16 @@ def _source_filters(ctx: SwapContext, s: Server, t: Server) -> list[Check]:
     except RoleSwapError as e:
         return [Check.warn("source filters", f"cannot read {s.name}'s replication filters: "
                            f"{e.message}", "check them by hand before swapping")]
-    found = [f"{r['name']}={r['rule']}" for r in rows if str(r.get("rule") or "").strip()]
-    if not found:
+    active = [r for r in rows if str(r.get("rule") or "").strip()]
+    if not active:
         return []
+    found = [f"{r['name']}={r['rule']}" for r in active]
+    d = ctx.dialect(s.name)
+    clear = "; ".join(dict.fromkeys(d.clear_filter_hint(str(r["name"])) for r in active))
     return [Check.fail(
         "source filters", f"{s.name} has replication filters configured ({', '.join(found)}): "
         f"demoted to a replica of {t.name}, it would silently skip part of {t.name}'s writes",
-        f"remove them from {s.name}'s config and SET GLOBAL them to '' (replication filters "
+        f"remove them from {s.name}'s config and clear them ({clear}) (replication filters "
         "belong on no server of a swappable pair)")]
 
 
@@ -203,7 +207,8 @@ def _sibling(s: Server, t: Server, sib: Server,
                     else f"only its {' and '.join(x.upper() for x in threads)} thread is started again")
             out.append(Check.warn(
                 name, f"replication is stopped ({_threads_text(r)}{err}): it will be repointed to "
-                f"{t.name} (CHANGE MASTER) but stay stopped ({kept}); verify will not wait for it",
+                f"{t.name} ({_stop_start(sib)[2]}) but stay stopped ({kept}); verify will not wait "
+                "for it",
                 f"nothing if it is stopped on purpose; otherwise run {start} on {sib.name} "
                 "after the swap"))
     if r.sql_delay > 0:
@@ -237,14 +242,4 @@ def _errant(ctx: SwapContext, s: Server, t: Server) -> str:
     snapshot: with writes flowing, a replica read a moment after its primary
     can hold a GTID the primary's (older) snapshot lacks, a false positive.
     """
-    if s.is_mariadb:
-        sql = "SELECT @@GLOBAL.gtid_binlog_state AS g"
-        t_state = MariaGtidPos.parse(str(ctx.query(t.name, sql)[0]["g"] or ""), state=True)
-        s_state = MariaGtidPos.parse(str(ctx.query(s.name, sql)[0]["g"] or ""), state=True)
-        e = errant_mariadb(t_state, s_state)
-        return str(e) if e else ""
-    sql = "SELECT @@GLOBAL.gtid_executed AS g"
-    t_set = GtidSet.parse(str(ctx.query(t.name, sql)[0]["g"] or ""))
-    s_set = GtidSet.parse(str(ctx.query(s.name, sql)[0]["g"] or ""))
-    diff = t_set - s_set
-    return "" if diff.is_empty() else str(diff)
+    return extra_gtid_text(ctx, t.name, s.name)

@@ -97,8 +97,8 @@ def follow(ctx: SwapContext, name: str, source: str, stmts: Callable[[], list[St
                 ctx.run(name, d.reset_replication())
             except ServerError:
                 raise StepError(f"{name}'s replication metadata is broken (error {e.code}) and "
-                                "RESET SLAVE ALL failed too",
-                                remedy=f"on {name}: RESET SLAVE ALL (RESET REPLICA ALL on MySQL), "
+                                f"{d.reset_replica_all_sql} failed too",
+                                remedy=f"on {name}: {d.reset_replica_all_sql}, "
                                        "then run `roleswap recover` again") from e
             repaired = f" (its broken replication metadata, error {e.code}, was reset first)"
     return repaired

@@ -10,9 +10,8 @@ from typing import Any
 
 from roleswap.errors import StepError
 from roleswap.mysql.dialect import ReplicaStatus, Stmt
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos
 from roleswap.swap.context import SwapContext
-from roleswap.swap.positions import POSITION_MODES, PositionMode, mode
+from roleswap.swap.positions import POSITION_MODES, PositionMode, missed, mode
 from roleswap.swap.positions import fmt as _fmt
 from roleswap.swap.positions import read_file_pos as _read_file_pos
 from roleswap.swap.replica_ops import (
@@ -44,9 +43,11 @@ class PreSync(Step):
         pos = m.read(ctx, ctx.source)
         reached = m.wait(ctx, ctx.target, pos, ctx.opts.catchup_timeout)
         if not reached:
-            raise StepError(f"{ctx.target} did not reach {ctx.source}'s position within "
-                            f"{ctx.opts.catchup_timeout:g}s while writes were flowing",
-                            remedy="let it catch up (see `roleswap status`) or raise --catchup-timeout")
+            raise StepError(missed(ctx.target, reached, f"{ctx.source}'s position",
+                                   ctx.opts.catchup_timeout) + " while writes were flowing",
+                            remedy="let it catch up (see `roleswap status`) or raise --catchup-timeout"
+                            if reached is not None else f"start replication on {ctx.target} "
+                            "(see `roleswap status`)")
         return "caught up"
 
 
@@ -190,8 +191,10 @@ class Verify(Step):
         for name in replicas:
             if name in stopped or name in delays:
                 continue
-            if not m.wait(ctx, name, pos, ctx.opts.catchup_timeout):
-                raise StepError(f"{name} did not catch up with {ctx.target}",
+            reached = m.wait(ctx, name, pos, ctx.opts.catchup_timeout)
+            if not reached:
+                raise StepError(missed(name, reached, f"{ctx.target}'s position {_fmt(pos)}",
+                                       ctx.opts.catchup_timeout),
                                 remedy=f"check replication on {name} (`roleswap status`)")
         # Right after START SLAVE the IO thread is "Preparing"/"Connecting" for a few ms
         # while the GTID wait above can already succeed (and a delayed replica has yet to
@@ -216,7 +219,8 @@ class Verify(Step):
                              f"{ctx.target}'s position {_fmt(pos)} and applies it within ~{delay}s")
         for name in stopped:
             ctx.notes.append(f"{name} was repointed to {ctx.target} but its replication was left "
-                             f"stopped, as it was before the swap (START SLAVE on {name} resumes it)")
+                             f"stopped, as it was before the swap ({ctx.dialect(name).start_replica_sql} "
+                             f"on {name} resumes it)")
         caught_up = len(replicas) - len(delays) - len(stopped)
         extra = "".join([f"; {', '.join(delays)} delayed (received)" if delays else "",
                          f"; {', '.join(stopped)} left stopped" if stopped else ""])
@@ -280,6 +284,4 @@ def _received(srv: Any, r: ReplicaStatus, pos: dict[str, Any]) -> bool:
         return r.received_file_pos(str(pos["file"]), int(pos["pos"]))
     if not pos["gtid"]:
         return True
-    target: MariaGtidPos | GtidSet = (MariaGtidPos.parse(pos["gtid"]) if srv.is_mariadb
-                                      else GtidSet.parse(pos["gtid"]))
-    return r.received_gtid(target)
+    return r.received_gtid(srv.dialect.parse_gtid(pos["gtid"]))

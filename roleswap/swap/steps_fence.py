@@ -16,9 +16,10 @@ import pymysql
 
 from roleswap.errors import RoleSwapError, StepError
 from roleswap.mysql import sessions as msess
+from roleswap.mysql.dialect import Dialect
 from roleswap.swap.context import SwapContext
 from roleswap.swap.positions import fmt as _fmt
-from roleswap.swap.positions import mode
+from roleswap.swap.positions import missed, mode, same
 from roleswap.swap.replica_ops import forget_source, replicates_from
 from roleswap.swap.step import Step
 
@@ -41,8 +42,11 @@ class Fence(Step):
                             remedy="a long statement or LOCK TABLES holds it; retry when it ends, "
                                    "or raise --fence-timeout" if "1205" in e.message
                             else e.remedy) from None
-        detail = f"{ctx.source} read_only"
-        if ctx.opts.kill_privileged and d.fence_bypass_privileges:
+        detail = f"{ctx.source} {d.fence_var}"
+        if ctx.opts.kill_privileged and not d.fence_bypass_privileges:
+            # super_read_only (MySQL) stops every account: no session is privileged
+            detail += f"; --kill-privileged: nothing to kill, {d.fence_var} stops every account"
+        elif ctx.opts.kill_privileged:
             killed = self._kill_bypassing(ctx)
             if killed:
                 detail += f"; killed {len(killed)} privileged session(s): " + \
@@ -111,22 +115,24 @@ class CatchUp(Step):
         for _round in range(self.max_rounds):
             for name in waiters:
                 left = max(0.0, deadline - time.monotonic())
-                if not m.wait(ctx, name, pos, left):
+                reached = m.wait(ctx, name, pos, left)
+                if not reached:
                     raise StepError(
-                        f"{name} did not reach {ctx.source}'s final position {_fmt(pos)} "
-                        f"within {ctx.opts.catchup_timeout:g}s",
+                        missed(name, reached, f"{ctx.source}'s final position {_fmt(pos)}",
+                               ctx.opts.catchup_timeout),
                         remedy=f"check replication on {name} (`roleswap status`); "
                                "raise --catchup-timeout if it is only slow")
             # No sleeps: the position is final when it did not move while we waited.
             again = m.read(ctx, ctx.source)
-            if again == pos:
+            if same(again, pos):
                 ctx.remember(final_position=pos)
                 return _fmt(pos)
             pos = again
-        raise StepError(f"{ctx.source} kept writing after read_only: a session that bypasses it "
-                        "(READ ONLY ADMIN / SUPER) or replication into it is writing",
+        d = ctx.dialect(ctx.source)
+        raise StepError(f"{ctx.source} kept writing after {d.fence_var}: {_writers(d)} is writing",
                         remedy="stop privileged writers (only the control account may bypass "
-                               "read_only), or use --kill-privileged")
+                               "read_only), or use --kill-privileged" if d.fence_bypass_privileges
+                        else f"stop the replication into {ctx.source}")
 
 
 class FenceCheck(Step):
@@ -144,12 +150,22 @@ class FenceCheck(Step):
             raise StepError("no final position was recorded by catch-up",
                             remedy="run `roleswap recover`")
         now = mode(ctx).read(ctx, ctx.source)
-        if now != final:
+        if not same(now, final):
+            d = ctx.dialect(ctx.source)
             raise StepError(
                 f"{ctx.source} took writes after the fence: its position moved from {_fmt(final)} "
-                f"to {_fmt(now)} (a session writing through read_only); rolling back keeps those "
+                f"to {_fmt(now)} ({_writers(d)}); rolling back keeps those "
                 f"acknowledged writes on {ctx.source} instead of losing them",
-                remedy=f"find the writer on {ctx.source} (an account with READ ONLY ADMIN / SUPER, "
-                       "or an event); revoke that privilege from application accounts, or retry "
-                       "with --kill-privileged")
+                remedy=f"find the writer on {ctx.source} ({_writers(d)}, or an event); revoke that "
+                       "privilege from application accounts, or retry with --kill-privileged"
+                if d.fence_bypass_privileges else
+                f"find the writer on {ctx.source}: replication into it, or a server thread")
         return f"{ctx.source} still at {_fmt(now)}"
+
+
+def _writers(d: Dialect) -> str:
+    """Who can write through ``d``'s fence, in words."""
+    if d.fence_bypass_privileges:
+        return (f"a session of an account holding {' / '.join(d.fence_bypass_privileges)}, or "
+                "replication into it")
+    return f"replication into it ({d.fence_var} stops every account)"

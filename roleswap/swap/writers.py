@@ -47,7 +47,8 @@ def writer_checks(ctx: SwapContext, topo: Topology, s: Server) -> list[Check]:
             "upstream server instead"))
     d = ctx.dialect(s.name)
     if not d.fence_bypass_privileges:
-        out.append(Check.ok("fence", f"super_read_only on {s.name} stops every account"))
+        kill = ("; --kill-privileged has nothing to kill" if ctx.opts.kill_privileged else "")
+        out.append(Check.ok("fence", f"{d.fence_var} on {s.name} stops every account{kill}"))
         return out
     try:
         conn = ctx.conn(s.name)

@@ -47,9 +47,10 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def keeper(tmp_path_factory: pytest.TempPathFactory, fault_seed: int) -> Iterator[LabKeeper]:
+def keeper(tmp_path_factory: pytest.TempPathFactory, fault_seed: int,
+           server_flavor: str) -> Iterator[LabKeeper]:
     """The suite's own lab (db1 primary, db2 + db3 replicas, Redis), rebuilt when needed."""
-    k = LabKeeper(tmp_path_factory.mktemp("faultlab") / "lab")
+    k = LabKeeper(tmp_path_factory.mktemp("faultlab") / "lab", server_flavor)
     _STATE["keeper"] = k
     yield k
     k.close()

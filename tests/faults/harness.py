@@ -32,9 +32,10 @@ from intermission.controller import Controller
 from roleswap.coord.endpoint import current_primary
 from roleswap.coord.journal import Journal
 from roleswap.coord.lock import ClusterLock
-from roleswap.lab import Lab, lab_down, lab_up, nodes
+from roleswap.lab import Lab, lab_down, nodes
+from roleswap.mysql.dialect import ReplicaStatus, dialect_for, gtid_wait_reached
 from roleswap.swap.context import journal_dir
-from tests.conftest import RunningLab
+from tests.conftest import DEFAULT_SERVER, RunningLab, start_lab
 from tests.integration.swaphelp import ROLESWAP, Writer, create_writes_table, roleswap, swap
 
 SOURCE, TARGET = "db1", "db2"
@@ -46,7 +47,7 @@ INVARIANTS = ("one_writable", "writes", "replication", "recover", "sampler", "co
 SWAP_EXIT_TIMEOUT = 120.0  # a swap's own timeouts add up to ~30 s at worst; typical 0.35 s
 SETTLE_TIMEOUT = 10.0  # one writable + replicas running after recover: typical <= 1.1 s
 #   (a replica's IO thread retries its source every 1 s: MASTER_CONNECT_RETRY=1)
-CATCHUP_TIMEOUT = 10  # MASTER_GTID_WAIT once healthy: typical a few ms
+CATCHUP_TIMEOUT = 10  # GTID wait (MASTER_GTID_WAIT ...) once healthy: typical a few ms
 PAUSE_END_TIMEOUT = 10 * PAUSE_TTL  # a leftover pause lease ends by itself within PAUSE_TTL
 MAX_RECOVER_RUNS = 4
 MIN_ACKED_BEFORE = 5  # acknowledged writes before the swap starts (else the data check is empty)
@@ -110,25 +111,26 @@ def node_state(lab: RunningLab, name: str) -> dict[str, Any]:
         return {"up": False, "error": str(e)[:120]}
     try:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("SELECT @@read_only AS ro, @@gtid_binlog_pos AS pos, @@gtid_slave_pos AS spos")
+            cur.execute("SELECT @@GLOBAL.read_only AS ro, VERSION() AS v")
             g = cur.fetchone() or {}
-            cur.execute("SHOW ALL SLAVES STATUS")
-            reps = list(cur.fetchall())
+            d = dialect_for(str(g.get("v") or ""))  # the node's own SQL, whatever its flavor
+            cur.execute(*d.gtid_position())
+            pos = d.parse_gtid(str((cur.fetchone() or {}).get("g") or ""))
+            cur.execute(*d.replica_status())
+            reps = [ReplicaStatus.from_row(r) for r in cur.fetchall()]
     except pymysql.MySQLError as e:
         return {"up": False, "error": str(e)[:120]}
     finally:
         conn.close()
     out: dict[str, Any] = {"up": True, "read_only": int(g.get("ro", 1)),
                            "cnf_read_only": cnf_read_only(lab, name),
-                           "gtid_binlog_pos": str(g.get("pos") or ""),
-                           "gtid_slave_pos": str(g.get("spos") or ""), "channels": len(reps)}
+                           "gtid": str(pos), "channels": len(reps)}
     if reps:
-        r = reps[0]
-        out.update(source=ports.get(int(r["Master_Port"]), f"port {r['Master_Port']}"),
-                   io=str(r["Slave_IO_Running"]), sql=str(r["Slave_SQL_Running"]),
-                   io_errno=int(r["Last_IO_Errno"] or 0), sql_errno=int(r["Last_SQL_Errno"] or 0),
-                   io_error=str(r["Last_IO_Error"] or "")[:200],
-                   sql_error=str(r["Last_SQL_Error"] or "")[:200])
+        r = next((c for c in reps if c.channel == ""), reps[0])
+        out.update(source=ports.get(r.source_port, f"port {r.source_port}"),
+                   io=r.io_state, sql="Yes" if r.sql_running else "No",
+                   io_errno=r.last_io_errno, sql_errno=r.last_sql_errno,
+                   io_error=r.last_io_error[:200], sql_error=r.last_sql_error[:200])
     return out
 
 
@@ -184,7 +186,7 @@ def describe(snap: dict[str, dict[str, Any]]) -> str:
         errno = s.get("io_errno") or s.get("sql_errno")
         rep = (f" <- {s['source']} {s['io']}/{s['sql']}" + (f" err {errno}" if errno else "")
                if "source" in s else "")
-        parts.append(f"{n}: ro={s['read_only']}{rep} gtid={s['gtid_binlog_pos']}"
+        parts.append(f"{n}: ro={s['read_only']}{rep} gtid={s['gtid']}"
                      + (" (my.cnf: read_only=1)" if s.get("cnf_read_only") else ""))
     return "; ".join(parts)
 
@@ -310,15 +312,16 @@ class LabKeeper:
     """Owns the suite's lab: brings it back to db1 primary + all healthy between cases,
     and rebuilds it from nothing when that cannot be verified."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, flavor: str = DEFAULT_SERVER) -> None:
         self.directory = directory
+        self.flavor = flavor
         self.lab: RunningLab = self._build()
         self.rebuilds: list[str] = []
         self.broken = ""  # set when a case failed: rebuild at once rather than probe for 10 s
 
     def _build(self) -> RunningLab:
         lab_down(self.directory)
-        lab = RunningLab(lab_up(self.directory))
+        lab = RunningLab(start_lab(self.directory, self.flavor))
         create_writes_table(lab)
         return lab
 
@@ -602,13 +605,13 @@ def data_state(lab: RunningLab, primary: str | None, acked: set[int], acked_on: 
     names = mariadb_names(lab)
     caught: dict[str, Any] = {}
     if primary is not None:
-        pos = rows(lab, primary, "SELECT @@gtid_binlog_pos AS p")[0]["p"]
+        pos = lab.gtid_position(primary)
         for n in names:
             if n != primary:
                 with contextlib.suppress(pymysql.MySQLError):
-                    r = rows(lab, n, "SELECT MASTER_GTID_WAIT(%s, %s) AS w",
-                             (pos, CATCHUP_TIMEOUT if healthy else 1), read_timeout=CATCHUP_TIMEOUT + 5)
-                    caught[n] = r[0]["w"] == 0
+                    sql, params = lab.dialect(n).wait_for_gtid(pos, CATCHUP_TIMEOUT if healthy else 1)
+                    r = rows(lab, n, sql, params, read_timeout=CATCHUP_TIMEOUT + 5)
+                    caught[n] = gtid_wait_reached(next(iter(r[0].values())))
     missing: dict[str, Any] = {}
     checksums: dict[str, Any] = {}
     for n in names:

@@ -36,8 +36,6 @@ from tests.faults.harness import (
     check_invariants,
     make_sampler,
     roles,
-    root,
-    rows,
     run_case,
     snapshot,
     wait_until,
@@ -68,15 +66,11 @@ def test_invariants_detect_violations(flab: RunningLab, keeper: LabKeeper) -> No
         assert wait_until(lambda: len(writer.acked) >= 20, 10.0), f"writer: {writer.errors} errors"
         t_window = time.monotonic()  # an empty crash window, before every violation
         victim = writer.acked[0]
-        c = root(lab, "db2")  # a row lost on one replica only, without a GTID
-        try:
-            with c.cursor() as cur:
-                cur.execute("SET SESSION sql_log_bin=0")
-                cur.execute("DELETE FROM app.writes WHERE id=%s", (victim,))
-        finally:
-            c.close()
-        rows(lab, "db3", "STOP SLAVE SQL_THREAD")
-        rows(lab, "db3", "SET GLOBAL read_only=0")
+        # a row lost on one replica only, without a GTID
+        lab.write_through_fence("db2", "SET SESSION sql_log_bin=0",
+                                ("DELETE FROM app.writes WHERE id=%s", (victim,)))
+        lab.stop_replica("db3", "SQL_THREAD")
+        lab.set_read_only("db3", False)
         assert lab.config.redis_url is not None
         client = redis.Redis.from_url(lab.config.redis_url.reveal())
         assert ClusterLock(client, lab.config.cluster, 60).acquire("detector")

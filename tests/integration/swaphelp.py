@@ -46,24 +46,16 @@ def names(lab: RunningLab) -> list[str]:
 
 
 def snapshot(lab: RunningLab) -> dict[str, Any]:
-    """Roles as the servers report them: read_only, source port, threads, GTID position."""
+    """Roles as the servers report them: read_only, source (by port), both threads running."""
     ports = {lab.config.servers[n].port: n for n in names(lab)}
     out: dict[str, Any] = {}
     for n in names(lab):
-        conn = lab.root(n)
-        try:
-            with conn.cursor(pymysql.cursors.DictCursor) as cur:
-                cur.execute("SELECT @@read_only AS ro, @@gtid_binlog_pos AS pos")
-                row = cur.fetchone()
-                cur.execute("SHOW ALL SLAVES STATUS")
-                rep = cur.fetchone()
-        finally:
-            conn.close()
+        ro = lab.query(n, "SELECT @@GLOBAL.read_only")[0][0]
+        rep = lab.replica(n)
         out[n] = {
-            "read_only": int(row["ro"]),
-            "source": ports.get(int(rep["Master_Port"])) if rep else None,
-            "running": bool(rep and rep["Slave_IO_Running"] == "Yes"
-                            and rep["Slave_SQL_Running"] == "Yes"),
+            "read_only": int(str(ro)),
+            "source": ports.get(rep.source_port) if rep else None,
+            "running": bool(rep and rep.running),
         }
     return out
 
@@ -88,13 +80,12 @@ def wait_healthy(lab: RunningLab, primary: str, timeout: float = 15) -> dict[str
 def assert_same_data(lab: RunningLab, table: str = "app.writes") -> dict[str, Any]:
     """Every node has the same rows (CHECKSUM TABLE) and GTID state once caught up."""
     primary = primary_of(snapshot(lab))[0]
-    pos = lab.query(primary, "SELECT @@gtid_binlog_pos")[0][0]
     for n in names(lab):
         if n != primary:
-            assert lab.query(n, "SELECT MASTER_GTID_WAIT(%s, 20)", (pos,))[0][0] == 0, n
+            assert lab.wait_caught_up(n, primary, 20), n
     sums = {n: lab.query(n, f"CHECKSUM TABLE {table}")[0][1] for n in names(lab)}
     assert len(set(sums.values())) == 1, sums
-    states = {n: lab.query(n, "SELECT @@gtid_current_pos")[0][0] for n in names(lab)}
+    states = {n: lab.gtid_applied(n) for n in names(lab)}
     assert len(set(states.values())) == 1, states
     return {"checksum": sums, "gtid": states}
 
@@ -241,11 +232,10 @@ def back_to_db1(lab: RunningLab, *swap_args: str, recover_first: bool = False) -
 def resync_replica(lab: RunningLab, name: str, primary: str = "db1") -> None:
     """Lab-only repair of a replica with errant GTIDs: forget its own binlog and take the
     primary's position (production would inject empty transactions on the primary)."""
-    lab.query(name, "STOP SLAVE")
-    pos = lab.query(primary, "SELECT @@gtid_binlog_pos")[0][0]
-    lab.query(name, "RESET MASTER")
-    lab.query(name, "SET GLOBAL gtid_slave_pos=%s", (pos,))
-    lab.query(name, "START SLAVE")
+    d = lab.dialect(name)
+    lab.run(name, d.stop_replication())
+    pos = lab.gtid_position(primary)
+    lab.run(name, d.reset_binlogs() + d.adopt_gtid_position(pos) + d.start_replication())
 
 
 class BackgroundSwap:

@@ -3,7 +3,10 @@
 Real conditions on a lab of the module's own: an account holding READ ONLY ADMIN
 (it writes through read_only on MariaDB), a write landing on the old primary inside
 the swap's window, a demoted server that came back writable, a hand-made rollback
-before `roleswap recover`.
+before `roleswap recover`.  On MySQL the fence is super_read_only, which stops every
+account: the same account (holding CONNECTION_ADMIN, which bypasses plain read_only)
+is refused with 1290, preflight has nothing to refuse and --kill-privileged nothing
+to kill.
 """
 
 from __future__ import annotations
@@ -37,21 +40,24 @@ from tests.integration.swaphelp import (
 PRIV_USER, PRIV_PASSWORD = "opsbot", "opsbot-pw-1"
 
 
+def bypassed(lab: RunningLab) -> bool:
+    """Can any account write through this flavor's fence (MariaDB's read_only)?"""
+    return bool(lab.dialect("db1").fence_bypass_privileges)
+
+
 @pytest.fixture(scope="module")
 def glab(module_lab: RunningLab) -> RunningLab:
     create_writes_table(module_lab)
+    # what writes through plain read_only: MariaDB's READ ONLY ADMIN; on MySQL
+    # CONNECTION_ADMIN (super_read_only, the fence there, stops it all the same)
+    privs = ", ".join(module_lab.dialect("db1").fence_bypass_privileges or ("CONNECTION_ADMIN",))
     for n in sorted(module_lab.config.servers):
         # on every node, outside the binlog: no errant GTIDs on the replicas
-        conn = module_lab.root(n)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION sql_log_bin=0")
-                cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s",
-                            (PRIV_USER, PRIV_PASSWORD))
-                cur.execute("GRANT SELECT, INSERT ON app.* TO %s@'%%'", (PRIV_USER,))
-                cur.execute("GRANT READ ONLY ADMIN ON *.* TO %s@'%%'", (PRIV_USER,))
-        finally:
-            conn.close()
+        module_lab.write_through_fence(
+            n, "SET SESSION sql_log_bin=0",
+            ("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (PRIV_USER, PRIV_PASSWORD)),
+            ("GRANT SELECT, INSERT ON app.* TO %s@'%%'", (PRIV_USER,)),
+            (f"GRANT {privs} ON *.* TO %s@'%%'", (PRIV_USER,)))
     return module_lab
 
 
@@ -114,6 +120,12 @@ def test_preflight_refuses_a_session_that_writes_through_read_only(lab: RunningL
             cur.execute("SELECT CONNECTION_ID()")
             sid = cur.fetchone()[0]
         before = snapshot(lab)
+        if not bypassed(lab):
+            res = roleswap(lab, "--from", "db1", "--to", "db2", "--check", "--json")
+            assert res.returncode == 0, res.stdout + res.stderr
+            fence = {c["name"]: c for c in json.loads(res.stdout)["checks"]}["fence"]
+            assert fence["message"] == "super_read_only on db1 stops every account", fence
+            return
         res = roleswap(lab, "--from", "db1", "--to", "db2", "--yes", "--json")
         assert res.returncode == 3, res.stdout + res.stderr
         checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
@@ -135,8 +147,12 @@ def test_kill_privileged_kills_them_after_the_fence_and_loses_nothing(lab: Runni
     pw.join(10)
     assert code == 0, out
     fence = next(s for s in out["steps"] if s["name"] == "fence")
-    assert "killed 1 privileged session" in fence["detail"]
-    assert pw.error, "the privileged session was not killed"
+    if bypassed(lab):
+        assert "killed 1 privileged session" in fence["detail"]
+        assert pw.error, "the privileged session was not killed"
+    else:  # super_read_only refused its next write; nothing was killed
+        assert "--kill-privileged: nothing to kill" in fence["detail"], fence
+        assert pw.error == "1290", pw.error
     assert pw.acked
     wait_healthy(lab, "db2")
     missing = set(pw.acked) - present_ids(lab, "db2")
@@ -158,11 +174,22 @@ def test_a_write_through_the_fence_rolls_the_swap_back(lab: RunningLab) -> None:
         # would itself be a session that can write through read_only (refused)
         bg.wait_for(lambda: writable(lab) == ["db2"], every=0.01)  # promoted, sleeping
         conn = priv_connect(lab, "db1")
-        with conn.cursor() as cur:
-            cur.execute("INSERT INTO app.writes (n) VALUES (-2)")
-            through = int(cur.lastrowid)
-        conn.close()
+        try:
+            with conn.cursor() as cur:
+                if not bypassed(lab):  # super_read_only: the write never lands
+                    with pytest.raises(pymysql.err.OperationalError) as err:
+                        cur.execute("INSERT INTO app.writes (n) VALUES (-2)")
+                    assert err.value.args[0] == 1290
+                    through = None
+                else:
+                    cur.execute("INSERT INTO app.writes (n) VALUES (-2)")
+                    through = int(cur.lastrowid)
+        finally:
+            conn.close()
         code, data, printed = bg.result()
+    if through is None:
+        assert code == 0, printed  # fence-check found db1 where catch-up left it
+        return
     assert code == 4, printed
     assert data["rolled_back"] is True
     assert "took writes after the fence" in data["error"]["message"]
@@ -180,7 +207,7 @@ def test_recover_enforces_read_only_on_a_demoted_server_that_came_back_writable(
     assert code == 5, out
     # db1 is demoted and replicating from db2; as after a restart with a config that
     # lacks read_only, it comes back writable
-    lab.query("db1", "SET GLOBAL read_only=0")
+    lab.set_read_only("db1", False)
     assert sorted(primary_of(snapshot(lab))) == ["db1", "db2"]
     rec = roleswap(lab, "recover", "--yes")
     assert rec.returncode == 0, rec.stdout + rec.stderr
@@ -202,14 +229,9 @@ def test_recover_follows_a_cluster_rolled_back_by_hand(lab: RunningLab) -> None:
     writer = Writer(lab)
     try:
         # the hand rollback: db2 read_only and back under db1, db1 writable
-        db1 = lab.config.servers["db1"]
-        repl = lab.config.replication
-        lab.query("db2", "SET GLOBAL read_only=1")
-        lab.query("db2", "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
-                         "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-                  (db1.host, db1.port, repl.user, repl.password.reveal()))
-        lab.query("db2", "START SLAVE")
-        lab.query("db1", "SET GLOBAL read_only=0")
+        lab.set_read_only("db2", True)
+        lab.replicate_from("db2", "db1")
+        lab.set_read_only("db1", False)
         wait_healthy(lab, "db1")
         writer.start()
         time.sleep(0.3)  # db1 takes writes; db2 replicates them

@@ -23,7 +23,7 @@ import redis
 from roleswap.coord.keys import lock_key
 from roleswap.errors import ServerError
 from roleswap.lab import procs
-from roleswap.lab.mariadb import CONTROL_GRANTS
+from roleswap.lab.node import engine_for
 from roleswap.lab.redis_server import RedisServer
 from roleswap.swap.context import SwapContext, SwapOptions
 from tests.conftest import RunningLab
@@ -70,22 +70,16 @@ def variant(lab: RunningLab, tmp: Path, name: str, *, mysql: tuple[str, str] | N
 def on_every_node(lab: RunningLab, *stmts: Stmt) -> None:
     """Run statements as root on every node, outside the binlog (no errant GTIDs)."""
     for n in NODES:
-        conn = lab.root(n)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET NAMES utf8mb4")
-                cur.execute("SET SESSION sql_log_bin=0")
-                for sql, args in stmts:
-                    cur.execute(sql, args)
-        finally:
-            conn.close()
+        lab.write_through_fence(n, "SET NAMES utf8mb4", "SET SESSION sql_log_bin=0", *stmts)
 
 
-def control_account(user: str, password: str, plugin: str = "") -> list[Stmt]:
-    """Statements creating a control account like the lab's own, with ``password``."""
+def control_account(lab: RunningLab, user: str, password: str, plugin: str = "") -> list[Stmt]:
+    """Statements creating a control account like the lab's own (its flavor's grants),
+    with ``password``."""
+    grants = engine_for(lab.lab.node("db1").kind).control_grants
     how = f"IDENTIFIED VIA {plugin} USING PASSWORD(%s)" if plugin else "IDENTIFIED BY %s"
     return [(f"CREATE USER IF NOT EXISTS %s@'%%' {how}", (user, password)),
-            (f"GRANT {CONTROL_GRANTS} ON *.* TO %s@'%%'", (user,)),
+            (f"GRANT {grants} ON *.* TO %s@'%%'", (user,)),
             ("GRANT ALL ON `roleswap`.* TO %s@'%%'", (user,))]
 
 
@@ -140,13 +134,15 @@ def test_other_server_errors_name_their_code(lab: RunningLab, tmp_path: Path) ->
 ])
 def test_non_latin1_control_password_works(lab: RunningLab, tmp_path: Path, user: str,
                                            password: str, plugin: str) -> None:
+    if plugin and lab.dialect("db1").flavor != "mariadb":
+        pytest.skip(f"auth_{plugin} is a MariaDB plugin")
     if plugin:
         for n in NODES:
             if not lab.query(n, "SELECT 1 FROM information_schema.PLUGINS WHERE PLUGIN_NAME=%s "
                              "AND PLUGIN_STATUS='ACTIVE'", (plugin,)):
                 on_every_node(lab, (f"INSTALL SONAME 'auth_{plugin}'", None))
                 break
-    on_every_node(lab, *control_account(user, password, plugin))
+    on_every_node(lab, *control_account(lab, user, password, plugin))
     try:
         cfg = variant(lab, tmp_path, user, mysql=(user, password))
         st = roleswap(cfg, "status", "--json")
@@ -166,7 +162,7 @@ def test_swap_with_non_ascii_control_and_replication_passwords(lab: RunningLab, 
     primary and the repointed sibling) with passwords outside latin-1."""
     user, password, repl_pw = "rs_uni2", "контроль-密码-ü", "répl-密码-ü"
     old_repl = lab.config.replication.password.reveal()
-    on_every_node(lab, *control_account(user, password),
+    on_every_node(lab, *control_account(lab, user, password),
                   ("ALTER USER %s@'%%' IDENTIFIED BY %s", (lab.config.replication.user, repl_pw)))
     cfg = variant(lab, tmp_path, "uni", mysql=(user, password), repl_password=repl_pw)
     try:
@@ -180,14 +176,10 @@ def test_swap_with_non_ascii_control_and_replication_passwords(lab: RunningLab, 
                       ("DROP USER IF EXISTS %s@'%%'", (user,)))
         # replicas now hold the non-ASCII password: point them back with the lab's own
         for n in ("db2", "db3"):
-            st = lab.query(n, "SHOW SLAVE STATUS")
-            if st:
-                conn = lab.root(n)
-                with conn.cursor() as cur:
-                    cur.execute("STOP SLAVE")
-                    cur.execute("CHANGE MASTER TO MASTER_PASSWORD=%s", (old_repl,))
-                    cur.execute("START SLAVE")
-                conn.close()
+            if lab.replica(n) is not None:
+                lab.stop_replica(n)
+                lab.change_source(n, PASSWORD=old_repl)
+                lab.start_replica(n)
 
 
 # -- a connection lost mid-step is named with its server -------------------------------
@@ -244,26 +236,27 @@ def test_redis_lost_before_the_pause_names_the_config(lab: RunningLab, fresh_red
     table lock): the pause step must fail in roleswap's terms and roll back cleanly."""
     cfg = variant(lab, tmp_path, "redis", redis_url=fresh_redis.url)
     lab.query("db1", "CREATE TABLE IF NOT EXISTS app.rs_msg (id INT PRIMARY KEY)")
-    pos = lab.query("db1", "SELECT @@gtid_binlog_pos")[0][0]
-    assert lab.query("db2", "SELECT MASTER_GTID_WAIT(%s, 10)", (pos,))[0][0] == 0
-    holder = lab.root("db2")
-    try:
-        with holder.cursor() as cur:
-            cur.execute("LOCK TABLES app.rs_msg WRITE")  # the SQL thread will wait on it
-        lab.query("db1", "REPLACE INTO app.rs_msg VALUES (1)")
-        client = redis.Redis.from_url(fresh_redis.url)
-        result: dict[str, subprocess.CompletedProcess[str]] = {}
-        t = threading.Thread(target=lambda: result.update(res=roleswap(
-            cfg, "--from", "db1", "--to", "db2", "--yes", "--json", "--catchup-timeout", "30")))
-        t.start()
-        deadline = time.monotonic() + 30
-        while client.get(lock_key(lab.config.cluster)) is None:  # the swap is in pre-sync now
-            assert time.monotonic() < deadline and t.is_alive(), result
-            time.sleep(0.01)
-        fresh_redis.stop()
-    finally:
-        holder.close()  # releases the table lock: pre-sync completes, then the pause runs
-    t.join(60)
+    assert lab.wait_gtid("db2", lab.gtid_position("db1"), 10)
+    # (MySQL: LOCK TABLES ... WRITE is refused under super_read_only, even to root)
+    with lab.root_through_fence("db2"):
+        holder = lab.root("db2")
+        try:
+            with holder.cursor() as cur:
+                cur.execute("LOCK TABLES app.rs_msg WRITE")  # the SQL thread will wait on it
+            lab.query("db1", "REPLACE INTO app.rs_msg VALUES (1)")
+            client = redis.Redis.from_url(fresh_redis.url)
+            result: dict[str, subprocess.CompletedProcess[str]] = {}
+            t = threading.Thread(target=lambda: result.update(res=roleswap(
+                cfg, "--from", "db1", "--to", "db2", "--yes", "--json", "--catchup-timeout", "30")))
+            t.start()
+            deadline = time.monotonic() + 30
+            while client.get(lock_key(lab.config.cluster)) is None:  # the swap is in pre-sync now
+                assert time.monotonic() < deadline and t.is_alive(), result
+                time.sleep(0.01)
+            fresh_redis.stop()
+        finally:
+            holder.close()  # releases the table lock: pre-sync completes, then the pause runs
+        t.join(60)
     res = result["res"]
     data = json.loads(res.stdout.splitlines()[-1])
     assert res.returncode == 4, res.stdout + res.stderr

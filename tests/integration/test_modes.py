@@ -8,11 +8,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
 
-from roleswap.lab import lab_down, lab_up
-from tests.conftest import RunningLab
+from roleswap.lab import lab_down
+from tests.conftest import RunningLab, start_lab
 from tests.integration.swaphelp import (
     ReadOnlyWatcher,
     Writer,
@@ -27,8 +26,9 @@ from tests.integration.swaphelp import (
 
 
 @pytest.fixture(scope="module")
-def filepos_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    started = lab_up(tmp_path_factory.mktemp("fplab") / "lab", gtid=False)
+def filepos_lab(tmp_path_factory: pytest.TempPathFactory,
+                server_flavor: str) -> Iterator[RunningLab]:
+    started = start_lab(tmp_path_factory.mktemp("fplab") / "lab", server_flavor, gtid=False)
     yield RunningLab(started)
     lab_down(started.dir)
 
@@ -37,15 +37,9 @@ def using_gtid(lab: RunningLab) -> dict[str, str]:
     """Using_Gtid of every replica (nodes without replication are left out)."""
     out = {}
     for n in ("db1", "db2", "db3"):
-        conn = lab.root(n)
-        try:
-            with conn.cursor(pymysql.cursors.DictCursor) as cur:
-                cur.execute("SHOW ALL SLAVES STATUS")
-                row = cur.fetchone()
-        finally:
-            conn.close()
-        if row:
-            out[n] = str(row["Using_Gtid"])
+        r = lab.replica(n)
+        if r is not None:
+            out[n] = r.using_gtid
     return out
 
 

@@ -14,6 +14,7 @@ import redis
 
 from roleswap.coord.lock import ClusterLock
 from roleswap.lab import procs
+from roleswap.mysql.grants import control_needs
 from tests.conftest import RunningLab
 from tests.integration.swaphelp import resync_replica, roleswap, snapshot, wait_healthy
 
@@ -54,18 +55,18 @@ def test_from_is_not_the_primary(lab: RunningLab) -> None:
 
 
 def test_sql_thread_stopped(lab: RunningLab) -> None:
-    lab.query("db2", "STOP SLAVE SQL_THREAD")
+    lab.stop_replica("db2", "SQL_THREAD")
     try:
         data = refused(lab, "--from", "db1", "--to", "db2")
         assert "db2" in failed_checks(data)["threads"]
     finally:
-        lab.query("db2", "START SLAVE SQL_THREAD")
+        lab.start_replica("db2", "SQL_THREAD")
 
 
 def test_lag_over_the_limit(lab: RunningLab) -> None:
-    lab.query("db2", "STOP SLAVE")
-    lab.query("db2", "CHANGE MASTER TO MASTER_DELAY=30")
-    lab.query("db2", "START SLAVE")
+    lab.stop_replica("db2")
+    lab.change_source("db2", DELAY=30)
+    lab.start_replica("db2")
     try:
         lab.query("db1", "CREATE TABLE IF NOT EXISTS app.lagtest (id INT PRIMARY KEY)")
         lab.query("db1", "REPLACE INTO app.lagtest VALUES (1)")
@@ -73,28 +74,28 @@ def test_lag_over_the_limit(lab: RunningLab) -> None:
         data = refused(lab, "--from", "db1", "--to", "db2", "--max-lag", "0.5")
         assert "behind" in failed_checks(data)["lag"]
     finally:
-        lab.query("db2", "STOP SLAVE")
-        lab.query("db2", "CHANGE MASTER TO MASTER_DELAY=0")
-        lab.query("db2", "START SLAVE")
+        lab.stop_replica("db2")
+        lab.change_source("db2", DELAY=0)
+        lab.start_replica("db2")
         lab.query("db1", "DROP TABLE IF EXISTS app.lagtest")
 
 
 def test_errant_transaction_on_target(tmp_path: Path, module_lab: RunningLab) -> None:
     lab = module_lab
-    pos = lab.query("db1", "SELECT @@gtid_binlog_pos")[0][0]
-    assert lab.query("db2", "SELECT MASTER_GTID_WAIT(%s, 10)", (pos,))[0][0] == 0
-    # A privileged write on the replica, binlogged with db2's own server_id.
-    lab.query("db2", "CREATE DATABASE IF NOT EXISTS errant_db")
+    assert lab.wait_gtid("db2", lab.gtid_position("db1"), 10)
+    # A privileged write on the replica, binlogged as db2's own (its server_id / uuid).
+    lab.write_through_fence("db2", "CREATE DATABASE IF NOT EXISTS errant_db")
+    own = str(lab.run("db2", [lab.dialect("db2").own_gtid_prefix()])[0]["g"])
     try:
         data = refused(lab, "--from", "db1", "--to", "db2")
-        assert "0-2-" in failed_checks(data)["errant"]
+        assert own in failed_checks(data)["errant"]
         # db3 is clean: a swap to it would pass this check
         res = roleswap(lab, "--from", "db1", "--to", "db3", "--check", "--json")
         assert res.returncode == 0, res.stdout
     finally:
         # Heal: make the primary own the same GTID history (an empty transaction
         # would be the production fix; for the lab, drop and re-sync db2's state).
-        lab.query("db2", "DROP DATABASE IF EXISTS errant_db")
+        lab.write_through_fence("db2", "DROP DATABASE IF EXISTS errant_db")
         resync_replica(lab, "db2")
 
 
@@ -149,14 +150,16 @@ def test_cluster_lock_held(lab: RunningLab) -> None:
 
 
 def test_control_account_lacks_privileges(lab: RunningLab, tmp_path: Path) -> None:
+    """Every privilege roleswap needs except the one that fences (read_only on MariaDB,
+    super_read_only on MySQL): refused, naming it."""
+    d = lab.dialect("db1")
+    fence_need = f"set {d.fence_var}"
+    weak = ", ".join(dict.fromkeys(n.any_of[0] for n in control_needs(d.flavor, d.version)
+                                   if n.what != fence_need))
     for n in ("db1", "db2", "db3"):
-        lab.query(n, "SET SESSION sql_log_bin=0")
-        conn = lab.root(n)
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_log_bin=0")
-            cur.execute("CREATE USER IF NOT EXISTS 'weak'@'%' IDENTIFIED BY 'weakpw'")
-            cur.execute("GRANT SELECT, PROCESS, SLAVE MONITOR, BINLOG MONITOR ON *.* TO 'weak'@'%'")
-        conn.close()
+        lab.write_through_fence(n, "SET SESSION sql_log_bin=0",
+                                "CREATE USER IF NOT EXISTS 'weak'@'%' IDENTIFIED BY 'weakpw'",
+                                f"GRANT SELECT, {weak} ON *.* TO 'weak'@'%'")
     text = lab.config_path.read_text()
     head, rest = text.split("[mysql]", 1)
     _body, tail = rest.split("\n\n", 1)
@@ -164,35 +167,21 @@ def test_control_account_lacks_privileges(lab: RunningLab, tmp_path: Path) -> No
     cfg.write_text(head + '[mysql]\nuser = "weak"\npassword = "weakpw"\n\n' + tail)
     try:
         data = refused(lab, "--from", "db1", "--to", "db2", config=str(cfg))
-        assert "set read_only" in failed_checks(data)["privileges db1"]
+        lacks = failed_checks(data)["privileges db1"]
+        assert fence_need in lacks and lacks.count("(") == 1, lacks  # only that one
     finally:
         for n in ("db1", "db2", "db3"):
-            conn = lab.root(n)
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION sql_log_bin=0")
-                cur.execute("DROP USER IF EXISTS 'weak'@'%'")
-            conn.close()
+            lab.write_through_fence(n, "SET SESSION sql_log_bin=0", "DROP USER IF EXISTS 'weak'@'%'")
 
 
 def test_to_is_not_a_direct_replica(lab: RunningLab) -> None:
     """db3 chained under db2: it does not replicate directly from db1."""
-    db2 = lab.config.servers["db2"]
-    repl = lab.config.replication
-    lab.query("db3", "STOP SLAVE")
-    lab.query("db3", "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
-                     "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos",
-              (db2.host, db2.port, repl.user, repl.password.reveal()))
-    lab.query("db3", "START SLAVE")
-    db1 = lab.config.servers["db1"]
+    lab.replicate_from("db3", "db2")
     try:
         data = refused(lab, "--from", "db1", "--to", "db3")
         assert "not from db1" in failed_checks(data)["replicates"]
     finally:
-        lab.query("db3", "STOP SLAVE")
-        lab.query("db3", "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
-                         "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos",
-                  (db1.host, db1.port, repl.user, repl.password.reveal()))
-        lab.query("db3", "START SLAVE")
+        lab.replicate_from("db3", "db1")
 
 
 def test_fence_blocked_by_lock_tables_rolls_back(lab: RunningLab) -> None:

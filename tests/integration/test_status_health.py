@@ -14,7 +14,7 @@ import pytest
 from roleswap.cli import EXIT_CODES_HELP, UNHEALTHY_EXIT
 from roleswap.lab import lab_down, lab_up, procs
 from roleswap.lab.lab import Lab
-from roleswap.status import replication_cycles
+from roleswap.status import replication_cycles, sql_hints
 from tests.conftest import RunningLab, needs_root
 from tests.integration.swaphelp import roleswap, wait_healthy
 
@@ -72,68 +72,60 @@ def test_healthy_cluster(lab: RunningLab) -> None:
 
 
 def test_two_writable_servers(lab: RunningLab) -> None:
-    lab.query("db2", "SET GLOBAL read_only=0")
+    lab.set_read_only("db2", False)
     try:
         text = status_text(lab)
         assert "DANGER: 2 writable servers: db1, db2" in text, text
-        assert "read_only=1 on the others" in text
+        assert f"{sql_hints(lab.dialect('db1'))['fence']} on the others" in text
         code, line = health(lab)
         assert code == UNHEALTHY_EXIT and "2 writable servers (db1, db2)" in line, line
         data = json.loads(roleswap(lab, "status", "--json").stdout)
         assert data["health"]["ok"] is False and data["danger"][0].startswith("DANGER: 2 writable")
     finally:
-        lab.query("db2", "SET GLOBAL read_only=1")
+        lab.set_read_only("db2", True)
 
 
 def test_no_writable_server(lab: RunningLab) -> None:
-    lab.query("db1", "SET GLOBAL read_only=1")
+    lab.set_read_only("db1", True)
     try:
         text = status_text(lab)
         assert "DANGER: no writable server;" in text, text
-        assert "SET GLOBAL read_only=0" in text
+        assert f"{sql_hints(lab.dialect('db1'))['unfence']} on the server" in text
         code, line = health(lab)
         assert code == UNHEALTHY_EXIT and "0 writable servers" in line, line
     finally:
-        lab.query("db1", "SET GLOBAL read_only=0")
+        lab.set_read_only("db1", False)
 
 
 def test_replication_cycle(lab: RunningLab) -> None:
-    db2 = lab.config.servers["db2"]
-    lab.query("db1", "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
-                     "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-              (db2.host, db2.port, lab.config.replication.user,
-               lab.config.replication.password.reveal()))
-    lab.query("db1", "START SLAVE")
+    lab.replicate_from("db1", "db2")
     try:
         text = status_text(lab)
         assert "DANGER: replication cycle: db1 replicates from db2, db2 replicates from db1" in text, text
-        assert "STOP SLAVE; RESET SLAVE ALL" in text
+        assert sql_hints(lab.dialect("db1"))["reset"] in text
         code, line = health(lab)
         assert code == UNHEALTHY_EXIT and "replication cycle db1 -> db2 -> db1" in line, line
     finally:
-        lab.query("db1", "STOP SLAVE")
-        lab.query("db1", "RESET SLAVE ALL")
+        lab.forget_source("db1")
 
 
 def test_stopped_replica_thread(lab: RunningLab) -> None:
-    lab.query("db3", "STOP SLAVE SQL_THREAD")
+    lab.stop_replica("db3", "SQL_THREAD")
     try:
         code, line = health(lab)
         assert code == UNHEALTHY_EXIT and "db3 replication stopped (IO Yes, SQL No)" in line, line
     finally:
-        lab.query("db3", "START SLAVE SQL_THREAD")
+        lab.start_replica("db3", "SQL_THREAD")
 
 
 def test_broken_replica(lab: RunningLab) -> None:
     lab.query("db1", "CREATE TABLE IF NOT EXISTS app.rs_health (id INT PRIMARY KEY)")
-    pos = lab.query("db1", "SELECT @@gtid_binlog_pos")[0][0]
-    assert lab.query("db3", "SELECT MASTER_GTID_WAIT(%s, 10)", (pos,))[0][0] == 0
-    conn = lab.root("db3")
+    assert lab.wait_gtid("db3", lab.gtid_position("db1"), 10)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_log_bin=0")
-            cur.execute("INSERT INTO app.rs_health VALUES (1)")  # a row db1 never had
-        lab.query("db1", "INSERT INTO app.rs_health VALUES (1)")  # duplicate key on db3
+        # a row db1 never had, then the same key from db1: duplicate key on db3
+        lab.write_through_fence("db3", "SET SESSION sql_log_bin=0",
+                                "INSERT INTO app.rs_health VALUES (1)")
+        lab.query("db1", "INSERT INTO app.rs_health VALUES (1)")
         code, line = health(lab)
         for _ in range(100):
             if "replication broken" in line:
@@ -141,11 +133,8 @@ def test_broken_replica(lab: RunningLab) -> None:
             code, line = health(lab)
         assert code == UNHEALTHY_EXIT and "db3 replication broken (SQL error 1062" in line, line
     finally:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_log_bin=0")
-            cur.execute("DELETE FROM app.rs_health")
-            cur.execute("START SLAVE")
-        conn.close()
+        lab.write_through_fence("db3", "SET SESSION sql_log_bin=0", "DELETE FROM app.rs_health")
+        lab.start_replica("db3")
         wait_healthy(lab, "db1")
         lab.query("db1", "DROP TABLE app.rs_health")
 
@@ -185,7 +174,7 @@ def test_restarted_primary_comes_back_read_only(lab: RunningLab) -> None:
         code, _line = health(lab)
         assert code == UNHEALTHY_EXIT
     finally:
-        lab.query("db1", "SET GLOBAL read_only=0")  # what an operator does, deliberately
+        lab.set_read_only("db1", False)  # what an operator does, deliberately
 
 
 @needs_root

@@ -107,9 +107,8 @@ def assert_unchanged(lab: HostsLab) -> None:
     assert lab.query("db1", "SELECT @@read_only")[0][0] == 0
     for n in ("db2", "db3"):
         assert lab.query(n, "SELECT @@read_only")[0][0] == 1
-        st = lab.query(n, "SELECT COUNT(*) FROM information_schema.processlist "
-                          "WHERE command = 'Slave_IO'")[0][0]
-        assert st == 1, f"{n} replication stopped"
+        r = lab.replica(n)
+        assert r is not None and r.io_running, f"{n} replication stopped"
     c = lab.app_connect()
     try:
         with c.cursor() as cur:
@@ -220,10 +219,10 @@ def test_swap_round_trip_through_the_vip(hlab: HostsLab) -> None:
     in_transit = sum(1 for _, h in sampler.samples if not h)
     # 0 acknowledged writes lost, on the new primary and every replica
     assert len(writer.acked) > 50
-    pos = hlab.query("db1", "SELECT @@gtid_binlog_pos")[0][0]
+    pos = hlab.gtid_position("db1")
     for n in NAMES:
         if n != "db1":  # replicas: wait until they applied everything db1 has
-            assert hlab.query(n, "SELECT MASTER_GTID_WAIT(%s, 10)", (pos,))[0][0] == 0
+            assert hlab.wait_gtid(n, pos, 10)
         have = {r[0] for r in hlab.query(n, "SELECT id FROM app.vip_w")}
         assert set(writer.acked) <= have, f"{n} lost {sorted(set(writer.acked) - have)[:10]}"
     vip_steps = {s["name"]: s["ms"] for s in out1["steps"] if s["name"].startswith("vip")}
@@ -296,8 +295,9 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
                                  "--yes", "--fence-timeout", "30"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 20
+        fence_sql = hlab.dialect("db1").read_only()[0][0]  # the fence's blocking statement
         while not hlab.query("db1", "SELECT COUNT(*) FROM information_schema.processlist "
-                                    "WHERE info LIKE 'SET GLOBAL read_only%'")[0][0]:
+                                    "WHERE info = %s", (fence_sql,))[0][0]:
             assert time.monotonic() < deadline and proc.poll() is None, "fence never started"
             time.sleep(0.02)
         hlab.kill_sshd("db1")  # preflight passed; its session to db1 is now dead

@@ -171,8 +171,17 @@ def test_mysql8_dynamic_privileges_comma_packed() -> None:
             "SYSTEM VARIABLES ADMIN"} <= g.global_privileges()
     assert lacks(MYSQL8_CONTROL, MYSQL84) == []
     without = [MYSQL8_CONTROL[0], MYSQL8_CONTROL[2]]
-    assert lacks(without, MYSQL84) == ["SYSTEM_VARIABLES_ADMIN", "REPLICATION_SLAVE_ADMIN",
-                                       "CONNECTION_ADMIN"]  # RELOAD: granted in line 0
+    assert lacks(without, MYSQL84) == ["SYSTEM_VARIABLES_ADMIN", "REPLICATION_SLAVE_ADMIN"]
+    # RELOAD: granted in line 0; no kill privilege: super_read_only leaves nothing to kill
+
+
+def test_mysql_needs_no_privilege_to_kill_sessions() -> None:
+    """Nothing writes through super_read_only, so --kill-privileged never kills on MySQL:
+    the control account is not asked for CONNECTION_ADMIN (or SUPER) for it."""
+    for flavor, version in (MYSQL57, MYSQL84, ("mysql", (9, 7, 4))):
+        assert not [n for n in control_needs(flavor, version) if "kill" in n.what]
+    assert [n.any_of for n in control_needs(*MARIA_1011) if "kill" in n.what] == [
+        ("CONNECTION ADMIN", "SUPER")]
 
 
 def test_mysql_role_grants_and_partial_revokes() -> None:
@@ -185,7 +194,7 @@ def test_mysql_role_grants_and_partial_revokes() -> None:
 
 def test_mysql57_needs_super() -> None:
     lines = ["GRANT PROCESS, RELOAD, REPLICATION CLIENT ON *.* TO 'c'@'%'"]
-    assert lacks(lines, MYSQL57) == ["SUPER", "SUPER", "SUPER"]  # read_only, replication, kill
+    assert lacks(lines, MYSQL57) == ["SUPER", "SUPER"]  # read_only, replication
     needs = missing_needs(AccountGrants.parse(lines), control_needs(*MYSQL57))
     assert grant_statement(needs, "c@%") == "GRANT SUPER ON *.* TO `c`@`%`"
 
