@@ -119,8 +119,8 @@ def _start_source(s: str, t: str) -> tuple[str, ...]:
 
 
 def _start_target(s: str, t: str, *, primary: bool) -> tuple[str, ...]:
-    keep = (f"keep {s} read_only meanwhile (SET GLOBAL read_only=ON on {s} if it came back "
-            "writable)") if primary else f"keep {s} read_only meanwhile"
+    keep = (f"keep {s} read_only meanwhile (if it came back writable: SET GLOBAL read_only=ON "
+            f"on {s}; on MySQL super_read_only=ON)") if primary else f"keep {s} read_only meanwhile"
     return (f"start {t}; it must come up read_only (read_only=ON in its config file)", keep,
             _AGAIN, _ABANDON)
 
@@ -130,7 +130,7 @@ def _split_brain(s: str, t: str, s_extra: str | None, t_own: str | None) -> tupl
             f"{t} has transactions {s} lacks: {t_own or 'none'}",
             "roleswap will not choose which writes to keep",
             "pick the server to keep as primary; make the other read_only (SET GLOBAL "
-            "read_only=ON); apply its extra transactions to the kept one by hand (mysqlbinlog "
+            "read_only=ON; super_read_only=ON on MySQL); apply its extra transactions to the kept one by hand (mysqlbinlog "
             "of those GTIDs), then make it replicate from the kept one",
             "when `roleswap status --check-health` is clean, run `roleswap recover` again "
             "(it follows the healthy cluster and closes the journal)")
