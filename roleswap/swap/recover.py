@@ -130,7 +130,8 @@ def _split_brain(s: str, t: str, s_extra: str | None, t_own: str | None) -> tupl
             f"{t} has transactions {s} lacks: {t_own or 'none'}",
             "roleswap will not choose which writes to keep",
             "pick the server to keep as primary; make the other read_only (SET GLOBAL "
-            "read_only=ON; super_read_only=ON on MySQL); apply its extra transactions to the kept one by hand (mysqlbinlog "
+            "read_only=ON; super_read_only=ON on MySQL); apply its extra transactions to the "
+            "kept one by hand (mysqlbinlog "
             "of those GTIDs), then make it replicate from the kept one",
             "when `roleswap status --check-health` is clean, run `roleswap recover` again "
             "(it follows the healthy cluster and closes the journal)")
