@@ -14,7 +14,6 @@ never returned or printed: SHOW GRANTS can carry password hashes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +23,11 @@ from pymysql.connections import Connection
 
 from roleswap.mysql.conn import query
 from roleswap.mysql.dialect import Dialect
+from roleswap.mysql.grants import ALL, AccountGrants, canonical
 
 # Not client sessions: server threads and replicas' dump threads (which only read).
 _NOT_CLIENTS = ("system user", "event_scheduler", "unauthenticated user", "")
 _NOT_WRITERS = ("Binlog Dump", "Binlog Dump GTID", "Daemon", "Killed")
-_GLOBAL_GRANT = re.compile(r"^GRANT\s+(.+?)\s+ON\s+\*\.\*\s+TO\s", re.IGNORECASE)
 _UNKNOWN_THREAD = 1094
 
 
@@ -59,15 +58,10 @@ class Event:
         return self.definer.rsplit("@", 1)[0]
 
 
-def _norm(privilege: str) -> str:
-    """``READ_ONLY ADMIN`` (10.11 information_schema, 11.8) == ``READ ONLY ADMIN``."""
-    return " ".join(privilege.replace("_", " ").upper().split())
-
-
-def _grants_bypass(privileges: str, bypass: Iterable[str]) -> bool:
-    privs = {_norm(p) for p in privileges.split(",")}
-    wanted = {_norm(b) for b in bypass}
-    return bool(privs & wanted) or "ALL PRIVILEGES" in privs or "ALL" in privs
+def _bypasses(privilege: str, bypass: Iterable[str]) -> bool:
+    """One privilege (any spelling, see :func:`grants.canonical`) lets a session through."""
+    p = canonical(privilege)
+    return p == ALL or p in {canonical(b) for b in bypass}
 
 
 def _user_of(grantee: str) -> str:
@@ -91,14 +85,15 @@ def bypass_users(conn: Connection[Any], dialect: Dialect) -> dict[str, str]:
     rows = query(conn, "SELECT GRANTEE AS g, PRIVILEGE_TYPE AS p "
                        "FROM information_schema.USER_PRIVILEGES")
     for r in rows:
-        if _grants_bypass(str(r["p"]), bypass):
-            out.setdefault(_user_of(str(r["g"])), _norm(str(r["p"])))
+        if _bypasses(str(r["p"]), bypass):
+            out.setdefault(_user_of(str(r["g"])), canonical(str(r["p"])))
     # Roles (MariaDB): mysql.roles_mapping says who holds which role (a role may hold roles).
     try:
         mapping = query(conn, "SELECT User AS u, Host AS h, Role AS r FROM mysql.roles_mapping")
     except pymysql.MySQLError:
         return out
-    strong_roles = {str(m["r"]) for m in mapping if _role_bypasses(conn, str(m["r"]), bypass)}
+    roles = {str(m["r"]) for m in mapping}
+    strong_roles = {r for r in roles if _role_bypasses(conn, r, bypass)}
     changed = True
     while changed:  # roles granted to roles (Host '' marks a role as the grantee)
         changed = False
@@ -113,16 +108,13 @@ def bypass_users(conn: Connection[Any], dialect: Dialect) -> dict[str, str]:
 
 
 def _role_bypasses(conn: Connection[Any], role: str, bypass: Iterable[str]) -> bool:
+    """The role holds a bypass privilege ON *.* (SHOW GRANTS parsed by scope)."""
     try:
         rows = query(conn, "SHOW GRANTS FOR %s", (role,))
     except pymysql.MySQLError:
         return False
-    for row in rows:
-        line = str(next(iter(row.values())))
-        m = _GLOBAL_GRANT.match(line)
-        if m and _grants_bypass(m.group(1), bypass):
-            return True
-    return False
+    grants = AccountGrants.parse(str(next(iter(row.values()))) for row in rows)
+    return any(grants.has_global(b) for b in bypass)
 
 
 def sessions(conn: Connection[Any]) -> list[Session]:

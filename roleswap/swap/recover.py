@@ -34,7 +34,7 @@ from roleswap.swap.context import SwapContext, SwapOptions
 from roleswap.swap.divergence import extra_transactions, target_own_writes
 from roleswap.swap.plan import build_plan, ponr_index
 from roleswap.swap.runner import Printer, SwapResult, execute, rollback
-from roleswap.swap.steps_db import PreSync
+from roleswap.swap.steps_db import PreSync, replica_problems
 from roleswap.swap.steps_fence import CatchUp, FenceCheck
 from roleswap.swap.steps_traffic import Pause
 from roleswap.switch import make_switch
@@ -271,25 +271,21 @@ def _roll_back(ctx: SwapContext, show: Printer) -> tuple[SwapResult, RoleSwapErr
 
 
 def _check_rolled_back(ctx: SwapContext) -> str:
+    """'' once the source is the only writable server and a reachable target replicates
+    from it (waiting out transient states, as verify does); else what is wrong."""
     import time
 
     deadline = time.monotonic() + ctx.opts.catchup_timeout
     while True:
         topo = ctx.topology()
         writable = [x.name for x in topo.writable()]
-        t = topo.by_name(ctx.target)
-        problem = ""
         if writable != [ctx.source]:
-            problem = f"writable servers are {writable or 'none'}, expected only {ctx.source}"
-        elif t.ok and (topo.source_of(ctx.target) != ctx.source or t.replica is None
-                       or not t.replica.running):
-            state = "not a replica" if t.replica is None else (
-                t.replica.error or f"IO {t.replica.io_state}")
-            problem = f"{ctx.target} does not replicate from {ctx.source} ({state})"
-        r = t.replica
-        transient = r is not None and r.io_state != "No" and (not r.error or r.reconnecting)
-        if not problem or not transient or time.monotonic() > deadline:
-            return problem
+            return f"writable servers are {writable or 'none'}, expected only {ctx.source}"
+        if not topo.by_name(ctx.target).ok:
+            return ""
+        problems, transient = replica_problems(ctx, topo, [ctx.target], primary=ctx.source)
+        if not problems or not transient or time.monotonic() > deadline:
+            return "; ".join(problems)
         time.sleep(0.02)
 
 

@@ -62,6 +62,11 @@ def point_to(ctx: SwapContext, name: str, source: str, start_at: dict[str, Any] 
                                  start_at["file"], int(start_at["pos"]))
 
 
+def is_read_only(ctx: SwapContext, name: str) -> bool:
+    """``@@read_only`` on ``name`` now (MySQL's super_read_only implies it)."""
+    return bool(int(ctx.query(name, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"]))
+
+
 def forget_source(ctx: SwapContext, name: str) -> None:
     """Stop replication on ``name`` and forget its source (promotion).  With broken
     metadata STOP SLAVE itself can fail with 1201; RESET SLAVE ALL alone still works."""
@@ -104,5 +109,5 @@ def follow(ctx: SwapContext, name: str, source: str, stmts: Callable[[], list[St
     return repaired
 
 
-__all__ = ["BROKEN_METADATA", "follow", "forget_source", "point_to", "replica_rows", "replicates_from",
-           "replication_host"]
+__all__ = ["BROKEN_METADATA", "follow", "forget_source", "is_read_only", "point_to",
+           "replica_rows", "replicates_from", "replication_host"]

@@ -17,6 +17,7 @@ from roleswap.swap.positions import read_file_pos as _read_file_pos
 from roleswap.swap.replica_ops import (
     follow,
     forget_source,
+    is_read_only,
     point_to,
     replica_rows,
     replicates_from,
@@ -80,7 +81,7 @@ class Promote(Step):
         d = ctx.dialect(ctx.target)
         # read_only FIRST, then look: checked before, a write landing between the check
         # and read_only would be stranded on the target (found by tests/faults).
-        was_writable = not int(ctx.query(ctx.target, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"])
+        was_writable = not is_read_only(ctx, ctx.target)
         ctx.run(ctx.target, d.read_only())
         own = target_own_writes(ctx)
         if own:
@@ -207,7 +208,7 @@ class Verify(Step):
             if writable != [ctx.target]:
                 raise StepError(f"writable servers are {writable}, expected only {ctx.target}",
                                 remedy="set read_only=1 on every server except the new primary")
-            problems, transient = _replica_problems(ctx, topo, replicas, pos, stopped, delays)
+            problems, transient = replica_problems(ctx, topo, replicas, pos, stopped, delays)
             if not problems:
                 break
             if not transient or time.monotonic() > deadline:
@@ -227,28 +228,30 @@ class Verify(Step):
         return f"{caught_up} replica(s) at {_fmt(pos)}{extra}"
 
 
-def _replica_problems(ctx: SwapContext, topo: Any, replicas: list[str],
+def replica_problems(ctx: SwapContext, topo: Any, replicas: list[str],
                       pos: dict[str, Any] | None = None,
                       stopped: dict[str, list[str]] | None = None,
-                      delays: dict[str, int] | None = None) -> tuple[list[str], bool]:
+                      delays: dict[str, int] | None = None,
+                      primary: str | None = None) -> tuple[list[str], bool]:
     """(what is wrong, whether all of it may still resolve by itself).
 
-    Every replica must replicate from the target; ``stopped`` ones need nothing more,
+    Every replica must replicate from ``primary`` (default: the target); ``stopped`` ones need nothing more,
     the others must run both threads, and ``delays`` ones must also have received
     ``pos`` (a transient problem until they have).
     """
     problems: list[str] = []
     transient = True
     stopped, delays = stopped or {}, delays or {}
+    primary = primary or ctx.target
     for name in replicas:
         r = topo.by_name(name).replica
         src = topo.source_of(name)
         if name in stopped:
-            if r is None or src != ctx.target:
-                problems.append(f"{name} (source {src}: not repointed to {ctx.target})")
+            if r is None or src != primary:
+                problems.append(f"{name} (source {src}: not repointed to {primary})")
                 transient = False
             continue
-        if r is not None and src == ctx.target and r.running:
+        if r is not None and src == primary and r.running:
             if name not in delays or pos is None or _received(topo.by_name(name), r, pos):
                 continue
             problems.append(f"{name} (delayed {delays[name]}s: has not yet received {_fmt(pos)})")

@@ -20,7 +20,7 @@ from roleswap.mysql.dialect import Dialect
 from roleswap.swap.context import SwapContext
 from roleswap.swap.positions import fmt as _fmt
 from roleswap.swap.positions import missed, mode, same
-from roleswap.swap.replica_ops import forget_source, replicates_from
+from roleswap.swap.replica_ops import forget_source, is_read_only, replicates_from
 from roleswap.swap.step import Step
 
 
@@ -71,19 +71,19 @@ class Fence(Step):
         must be read_only first (the promote undo runs before this one)."""
 
         d = ctx.dialect(ctx.source)
-        ro = ctx.query(ctx.source, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"]
+        ro = is_read_only(ctx, ctx.source)
         configured, _running = replicates_from(ctx, ctx.source, ctx.target)
         if configured:
             # a demotion got this far (an earlier recover, or a crash in demote): undo it
             forget_source(ctx, ctx.source)
-        if not int(ro) and not configured:
+        if not ro and not configured:
             return f"{ctx.source} was writable"
         try:
-            t_ro = int(ctx.query(ctx.target, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"])
+            t_ro = is_read_only(ctx, ctx.target)
         except RoleSwapError:
             if "promote" in ctx.journal.last_status():
                 raise  # it may be writable: never risk two writable servers
-            t_ro = 1  # unreachable, but it was never promoted: it cannot be writable
+            t_ro = True  # unreachable, but it was never promoted: it cannot be writable
         if not t_ro:
             raise StepError(f"{ctx.target} is writable: not making {ctx.source} writable too",
                             remedy="run `roleswap recover`: it decides from what both servers hold")
