@@ -271,3 +271,14 @@ class BackgroundSwap:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def recover_converges(lab: RunningLab, primary: str, says: str = "") -> None:
+    """`roleswap recover --yes` exits 0 (printing ``says``), leaves ``primary`` healthy,
+    and a second run finds nothing to recover (idempotent)."""
+    rec = roleswap(lab, "recover", "--yes")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert says in rec.stdout, rec.stdout
+    wait_healthy(lab, primary)
+    again = roleswap(lab, "recover", "--yes")
+    assert again.returncode == 0 and "nothing to recover" in again.stdout

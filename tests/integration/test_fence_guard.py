@@ -31,6 +31,7 @@ from tests.integration.swaphelp import (
     create_writes_table,
     present_ids,
     primary_of,
+    recover_converges,
     roleswap,
     snapshot,
     swap,
@@ -209,11 +210,7 @@ def test_recover_enforces_read_only_on_a_demoted_server_that_came_back_writable(
     # lacks read_only, it comes back writable
     lab.set_read_only("db1", False)
     assert sorted(primary_of(snapshot(lab))) == ["db1", "db2"]
-    rec = roleswap(lab, "recover", "--yes")
-    assert rec.returncode == 0, rec.stdout + rec.stderr
-    wait_healthy(lab, "db2")
-    again = roleswap(lab, "recover", "--yes")
-    assert again.returncode == 0 and "nothing to recover" in again.stdout
+    recover_converges(lab, "db2")
 
 
 def test_recover_follows_a_cluster_rolled_back_by_hand(lab: RunningLab) -> None:
@@ -235,12 +232,7 @@ def test_recover_follows_a_cluster_rolled_back_by_hand(lab: RunningLab) -> None:
         wait_healthy(lab, "db1")
         writer.start()
         time.sleep(0.3)  # db1 takes writes; db2 replicates them
-        rec = roleswap(lab, "recover", "--yes")
-        assert rec.returncode == 0, rec.stdout + rec.stderr
-        assert "roll back" in rec.stdout
-        wait_healthy(lab, "db1")
-        again = roleswap(lab, "recover", "--yes")
-        assert again.returncode == 0 and "nothing to recover" in again.stdout
+        recover_converges(lab, "db1", says="roll back")
     finally:
         writer.stop()
     assert not set(writer.acked) - present_ids(lab, "db1")
