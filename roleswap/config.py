@@ -333,6 +333,14 @@ class _Reader:
                 f"{self.source}: servers.{name}.replication_host = {rh!r} is not a host name or address",
                 remedy="use a DNS name or an IP address (no spaces or shell characters)",
             )
+        rport = t.get("replication_port")
+        if rport is not None and (isinstance(rport, bool) or not isinstance(rport, int)
+                                  or not 0 < rport < 65536):
+            raise ConfigError(
+                f"{self.source}: servers.{name}.replication_port must be an integer 1-65535",
+                remedy="the port other servers use in CHANGE MASTER, e.g. 3306 inside a container "
+                       "network whose published port is `port`",
+            )
         sock = t.get("socket")
         extra = {k: v for k, v in t.items() if k not in ("host", "port", "socket")}
         return ServerConfig(name=name, host=host, port=port, socket=sock, extra=extra)

@@ -87,6 +87,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "port": "default 3306",
         "socket": "unix socket roleswap connects through instead of TCP",
         "replication_host": "host other servers use in CHANGE MASTER (default: `host`)",
+        "replication_port": "port other servers use in CHANGE MASTER (default: `port`)",
         "ssl_ca": "CA file to verify the server's certificate (with `[mysql] tls = true`)",
         "ssh_host": "vip: SSH address of this server (default: `host`)",
         **{k: f"vip: this server's `[switch] {k}`" for k in _SSH},

@@ -72,11 +72,11 @@ export PATH="$VENV/bin:$PATH:/usr/sbin:/sbin"
 if [ "${ROLESWAP_NO_FETCH:-}" != 1 ]; then
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/roleswap/servers"
   for flavor in mariadb-11.8 mysql-9.7; do
-    [ -f "$cache/$flavor/complete" ] && continue
-    echo "setup: fetching lab server flavor $flavor into $cache (once)"
+    # `lab fetch` is a no-op (well under a second) when the cache already holds everything
+    # this roleswap's flavor needs; an older, incomplete copy is fetched again.
     start=$SECONDS
-    if "$VENV/bin/roleswap" lab fetch "$flavor" | sed 's/^/  /'; then
-      echo "setup: $flavor fetched in $((SECONDS - start)) s"
+    if "$VENV/bin/roleswap" lab fetch "$flavor" 2>&1 | sed 's/^/  /'; then
+      echo "setup: lab server flavor $flavor ready in $cache ($((SECONDS - start)) s)"
     else
       echo "setup: could not fetch $flavor (see above); labs and tests on it will fail" >&2
     fi

@@ -16,8 +16,13 @@ under the same load, connects to the VIP:
   ours, vip    roleswap with the vip method  --vip-swaps times; also the VIP move time
                (removal from --from -> a new connection to the VIP reaches --to)
 
-Usage: scripts/bench_swap.py [--swaps N] [--rate R] [--original N] [--vip-swaps N] [--no-vip]
-                             [--vip-subnet S] [--json FILE] [--quick]
+All of that runs on the first --server flavor.  Then, per further flavor, a loopback lab of
+that flavor gets --flavor-swaps swaps of "ours" under the same load, and one table compares
+the flavors: pause window, writes blocked, failed requests and lost writes.
+
+Usage: scripts/bench_swap.py [--server NAME[,NAME...]] [--swaps N] [--rate R] [--original N]
+                             [--vip-swaps N] [--no-vip] [--vip-subnet S] [--flavor-swaps N]
+                             [--json FILE] [--quick]
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +56,7 @@ from roleswap.demo.runner import start_wsgi  # noqa: E402
 from roleswap.demo.scenario import ScenarioResult, run_scenario  # noqa: E402
 from roleswap.demo.swaps import SwapRun  # noqa: E402
 from roleswap.lab import Lab, lab_down, lab_up  # noqa: E402
+from roleswap.lab.flavors import FLAVORS, get_server  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -70,14 +75,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-    try:
-        ver = subprocess.run([mariadbd, "--version"], capture_output=True, text=True, check=False).stdout
-        mariadb = ver.split()[2] if len(ver.split()) > 2 else "?"
-    except OSError:
-        mariadb = "?"
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "python": platform.python_version(), "mariadb": mariadb}
+            "python": platform.python_version()}
+
+
+def server_label(name: str) -> str:
+    """"MariaDB 10.11.19-MariaDB-0+deb12u1" for a flavor name (fetching it first if needed)."""
+    srv = get_server(name, lambda m: print(f"  {m}", flush=True))
+    return f"{'MySQL' if srv.flavor.engine == 'mysql' else 'MariaDB'} {srv.version}"
 
 
 def phase(res: ScenarioResult, name: str) -> dict[str, Any]:
@@ -164,7 +169,7 @@ def vip_section(tmp: Path, args: argparse.Namespace, common: dict[str, Any], sho
     subnet = args.vip_subnet or pick_subnet(lab_dir, BENCH_SUBNETS)
     labs.append(lab_dir)
     t = time.monotonic()
-    lab: Lab = lab_up(lab_dir, hosts=True, subnet=subnet)
+    lab: Lab = lab_up(lab_dir, hosts=True, subnet=subnet, server=args.servers[0])
     app = start_wsgi(lab.config_path, tmp / "vapp", workers=4, threads=8)
     apps.append(app)
     print(f"ours, vip: hosts lab {subnet}, VIP {vip_address(lab)} (up in {time.monotonic() - t:.1f} s):",
@@ -174,6 +179,60 @@ def vip_section(tmp: Path, args: argparse.Namespace, common: dict[str, Any], sho
     out["problems"] += vip_problems(lab, res.consistency.primary)
     out.update(subnet=subnet, vip=vip_address(lab))
     return out
+
+
+def flavor_row(p: dict[str, Any], server: str, label: str) -> dict[str, Any]:
+    """The per-flavor comparison row, from a phase of "ours" on that flavor's lab."""
+    return {"server": server, "version": label, "swaps": p["swaps"], "swaps_ok": p["swaps_ok"],
+            "pause_ms": p["pause_ms"], "write_block_ms": p["write_block_ms"], "failed": p["failed"],
+            "acked_writes": p["acked_writes"], "lost": p["lost"], "two_writable": p["two_writable"],
+            "problems": p["problems"]}
+
+
+def flavor_section(tmp: Path, server: str, args: argparse.Namespace, common: dict[str, Any], show: Any,
+                   apps: list[Any], labs: list[Path]) -> dict[str, Any]:
+    """``--flavor-swaps`` swaps of "ours" on a loopback lab of ``server``; its comparison row."""
+    label = server_label(server)
+    lab_dir = tmp / f"lab-{server}"
+    labs.append(lab_dir)
+    t = time.monotonic()
+    lab = lab_up(lab_dir, server=server)
+    app = start_wsgi(lab.config_path, tmp / f"app-{server}", workers=4, threads=8)
+    apps.append(app)
+    print(f"ours on {label} ({server}; lab up in {time.monotonic() - t:.1f} s):", flush=True)
+    try:
+        res = run_scenario(lab.config_path, app.url, swaps=args.flavor_swaps, pause=True, progress=show,
+                           **common)
+    finally:
+        apps.remove(app)
+        app.stop()
+        labs.remove(lab_dir)
+        lab_down(lab_dir)
+    return flavor_row(phase(res, f"ours on {server}"), server, label)
+
+
+def flavor_table(rows: list[dict[str, Any]]) -> str:
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:g}"
+    lines = ["| server | swaps ok | pause window p50 / p95 / max | writes blocked p50 / max "
+             "| failed requests | acknowledged writes | lost writes |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pm, wb = r["pause_ms"], r["write_block_ms"]
+        lines.append(f"| {r['version']} (`{r['server']}`) | {r['swaps_ok']}/{r['swaps']} "
+                     f"| {f(pm['p50'])} / {f(pm['p95'])} / {f(pm['max'])} ms "
+                     f"| {f(wb['p50'])} / {f(wb['max'])} ms "
+                     f"| {r['failed']} | {r['acked_writes']} | {r['lost']} |")
+    return "\n".join(lines)
+
+
+def parse_servers(values: list[str] | None) -> list[str]:
+    """``--server a,b --server c`` -> [a, b, c]; default: every lab flavor, the host's first."""
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()] or list(FLAVORS)
+    unknown = [n for n in names if n not in FLAVORS]
+    if unknown:
+        raise SystemExit(f"bench_swap: unknown server flavor {', '.join(unknown)}; "
+                         f"use one of: {', '.join(FLAVORS)}")
+    return list(dict.fromkeys(names))
 
 
 def main() -> int:
@@ -186,14 +245,21 @@ def main() -> int:
     ap.add_argument("--vip-subnet", help="hosts lab subnet inside 198.18.0.0/15 (default: the first free "
                                          f"of {BENCH_SUBNETS[0]}..{BENCH_SUBNETS[-1]})")
     ap.add_argument("--gap", type=float, default=0.3, help="seconds of plain load between swaps")
+    ap.add_argument("--server", action="append", metavar="NAME[,NAME...]",
+                    help=f"server flavors (default: all of {', '.join(FLAVORS)}); the first gets every "
+                         "section, the others --flavor-swaps swaps of ours each")
+    ap.add_argument("--flavor-swaps", type=int, default=10,
+                    help="swaps of ours on each further flavor (default 10)")
     ap.add_argument("--json", type=Path, help="write the results as JSON to this file")
-    ap.add_argument("--quick", action="store_true", help="4 + 4 + 1 + 4 (vip) swaps (about a minute)")
+    ap.add_argument("--quick", action="store_true",
+                    help="4 + 4 + 1 + 4 (vip) swaps, 4 per further flavor (a few minutes)")
     args = ap.parse_args()
+    args.servers = parse_servers(args.server)
     if args.quick:
         args.swaps, args.original = min(args.swaps, 4), min(args.original, 1)
-        args.vip_swaps = min(args.vip_swaps, 4)
-    if args.swaps < 2 or args.rate < 1:
-        ap.error("--swaps must be >= 2 and --rate >= 1")
+        args.vip_swaps, args.flavor_swaps = min(args.vip_swaps, 4), min(args.flavor_swaps, 4)
+    if args.swaps < 2 or args.rate < 1 or args.flavor_swaps < 1:
+        ap.error("--swaps must be >= 2, --flavor-swaps >= 1 and --rate >= 1")
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="roleswap-bench-"))
     lab_dir = tmp / "lab"
@@ -204,14 +270,17 @@ def main() -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "rate": args.rate, "write_ratio": 0.5, "app": "Flask on gunicorn, 4 workers x 8 threads (gthread)",
         "swaps": args.swaps, "original_swaps": args.original, "vip_swaps": args.vip_swaps,
+        "servers": args.servers, "flavor_swaps": args.flavor_swaps,
     }
     try:
-        lab = lab_up(lab_dir)
+        main_label = server_label(args.servers[0])
+        results["server"] = main_label
+        lab = lab_up(lab_dir, server=args.servers[0])
         cfg = load_config(lab.config_path)
         app = start_wsgi(lab.config_path, tmp, workers=4, threads=8)
         apps.append(app)
         common = {"rate": args.rate, "gap": args.gap, "warmup": 1.0, "settle": 0.5}
-        print(f"bench: {args.rate:g} req/s, {args.swaps} swaps ours + {args.swaps} no-pause + "
+        print(f"bench: {main_label}, {args.rate:g} req/s, {args.swaps} swaps ours + {args.swaps} no-pause + "
               f"{args.original} original (+ {args.vip_swaps} vip as root), lab in {tmp}", flush=True)
 
         def show(kind: str, what: object) -> None:
@@ -253,6 +322,10 @@ def main() -> int:
         apps.pop().stop()
         lab_down(labs.pop())
         results["vip"] = vip_section(tmp, args, common, show, apps, labs)
+        rows = [flavor_row(results["ours"], args.servers[0], main_label)]
+        for server in args.servers[1:]:
+            rows.append(flavor_section(tmp, server, args, common, show, apps, labs))
+        results["flavors"] = rows
     finally:
         for a in apps:
             a.stop()
@@ -261,15 +334,18 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - t0, 1)
     m = results["machine"]
-    print(f"\nbench_swap: {results['command']}  ({m['nproc']} x {m['cpu']}, MariaDB {m['mariadb']}, "
-          f"{results['seconds']} s)")
-    print(f"load: {args.rate:g} req/s (half writes) on {results['app']}\n")
+    print(f"\nbench_swap: {results['command']}  ({m['nproc']} x {m['cpu']}, {results['seconds']} s)")
+    print(f"load: {args.rate:g} req/s (half writes) on {results['app']}; server {results['server']}\n")
     print(table(results))
+    print(f"\nper server flavor (ours, endpoint switch, loopback lab; {args.flavor_swaps} swaps each, "
+          f"the first flavor's row is its 'ours' column above):\n")
+    print(flavor_table(results["flavors"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nJSON written to {args.json}")
     bad = results["ours"]["problems"] + results["no_pause"]["problems"] + results["vip"].get("problems", [])
+    bad += [f"{r['server']}: {p}" for r in results["flavors"][1:] for p in r["problems"]]
     if bad:
         print("\nproblems:\n  " + "\n  ".join(bad))
     if results.get("original", {}).get("problems"):

@@ -1,8 +1,8 @@
 """``scripts/demo``: two role swaps under live web traffic, then the proof.
 
-Starts a lab (3 MariaDB + Redis) in a temporary directory, the WSGI demo app
-(gunicorn, 4 workers) and a steady read/write load, swaps db1 -> db2 and back while
-the load runs, and prints what users saw and what the databases hold.  Everything is
+Starts a lab (3 database servers of one flavor, ``--server``, + Redis) in a temporary
+directory, the WSGI demo app (gunicorn, 4 workers) and a steady read/write load, swaps
+db1 -> db2 and back while the load runs, and prints what users saw and what the databases hold.  Everything is
 stopped (by PID) at the end, also on failure, Ctrl-C or SIGTERM.  Exit 0 only if every
 request succeeded, no acknowledged write was lost and replication is healthy everywhere.
 
@@ -30,6 +30,7 @@ from roleswap.demo.runner import AppServer, start_wsgi
 from roleswap.demo.scenario import ScenarioResult, run_scenario
 from roleswap.demo.swaps import SwapRun
 from roleswap.lab import Lab, lab_down, lab_up
+from roleswap.lab.flavors import DEFAULT_SERVER, FLAVORS, Server, get_server
 
 
 class Console:
@@ -81,7 +82,8 @@ def _vip_line(res: ScenarioResult, vip: str, problems: list[str]) -> str:
 
 
 def report(res: ScenarioResult, workers: int, seconds: float, method: str = "endpoint",
-           vip: str | None = None, extra_problems: list[str] | None = None) -> list[str]:
+           vip: str | None = None, extra_problems: list[str] | None = None,
+           server: str | None = None) -> list[str]:
     s = res.load
     c = res.consistency
     slow = s.slowest
@@ -125,8 +127,9 @@ def report(res: ScenarioResult, workers: int, seconds: float, method: str = "end
         out.append(f"FAIL ({seconds:.1f} s):")
         out += [f"  - {p}" for p in problems]
     else:
-        out.append(f"PASS: {len(res.swaps)} swaps ({method} switch) under {s.rate:.0f} req/s on gunicorn "
-                   f"x{workers}: 0 failed requests, 0 lost writes ({seconds:.1f} s)")
+        on = f" on {server}" if server else ""
+        out.append(f"PASS: {len(res.swaps)} swaps ({method} switch{on}) under {s.rate:.0f} req/s on "
+                   f"gunicorn x{workers}: 0 failed requests, 0 lost writes ({seconds:.1f} s)")
     return out
 
 
@@ -134,17 +137,26 @@ def _sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # so `finally` tears everything down
 
 
-def _start_lab(con: Console, lab_dir: Path, hosts_why_not: str | None, subnet: str | None) -> Lab:
+def server_label(srv: Server) -> str:
+    """"MariaDB 10.11.19-MariaDB-0+deb12u1" / "MySQL 9.7.4-2": what the report names."""
+    engine = "MySQL" if srv.flavor.engine == "mysql" else "MariaDB"
+    return f"{engine} {srv.version}"
+
+
+def _start_lab(con: Console, lab_dir: Path, hosts_why_not: str | None, subnet: str | None,
+               srv: Server) -> Lab:
     t = time.monotonic()
+    what = f"{server_label(srv)} ({srv.flavor.name})"
     if hosts_why_not is None:
         subnet = subnet or pick_subnet(lab_dir, DEMO_SUBNETS)
-        lab = lab_up(lab_dir, hosts=True, subnet=subnet)
-        con.line("  lab            db1 primary, db2 + db3 replicas (GTID), redis; each server on a host "
-                 f"of its own (network namespace + sshd, {subnet}): up in {time.monotonic() - t:.1f} s")
+        lab = lab_up(lab_dir, hosts=True, subnet=subnet, server=srv.flavor.name)
+        con.line(f"  lab            {what}: db1 primary, db2 + db3 replicas (GTID), redis; each server "
+                 f"on a host of its own (network namespace + sshd, {subnet}): up in "
+                 f"{time.monotonic() - t:.1f} s")
         con.line(f"  switch         vip: roleswap moves {vip_address(lab)} over SSH, the app connects to it")
         return lab
-    lab = lab_up(lab_dir)
-    con.line("  lab            db1 primary, db2 + db3 replicas (GTID), redis, on 127.0.0.1: "
+    lab = lab_up(lab_dir, server=srv.flavor.name)
+    con.line(f"  lab            {what}: db1 primary, db2 + db3 replicas (GTID), redis, on 127.0.0.1: "
              f"up in {time.monotonic() - t:.1f} s")
     con.line(f"  switch         endpoint: the app gets the new primary in the resume payload "
              f"(no VIP: {hosts_why_not})")
@@ -160,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="loopback lab and endpoint switch even as root (default as root: hosts + VIP)")
     ap.add_argument("--subnet", help="hosts lab subnet inside 198.18.0.0/15 (default: the first free of "
                                      f"{DEMO_SUBNETS[0]}..{DEMO_SUBNETS[-1]})")
+    ap.add_argument("--server", default=DEFAULT_SERVER, choices=list(FLAVORS),
+                    help=f"database server flavor (default {DEFAULT_SERVER}; others are fetched once "
+                         "into the per-user cache, see `roleswap lab servers`)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = ap.parse_args(argv)
     if args.subnet and args.no_hosts:
@@ -175,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         con.line(f"roleswap demo: swap the primary {args.swaps} time(s) under live web traffic")
+        srv = get_server(args.server, lambda m: con.line(f"  fetch          {m}"))  # once, then cached
         why_not = "--no-hosts" if args.no_hosts else hosts_unavailable()
-        lab = _start_lab(con, lab_dir, why_not, args.subnet)
+        lab = _start_lab(con, lab_dir, why_not, args.subnet, srv)
         t = time.monotonic()
         app = start_wsgi(lab.config_path, tmp, workers=args.workers)
         con.line(f"  app            Flask on gunicorn, {args.workers} workers (gthread), intermission "
@@ -196,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         vip = vip_address(lab) if lab.hosts else None
         extra = vip_problems(lab, res.consistency.primary) if lab.hosts else []
         method = "vip" if lab.hosts else "endpoint"
-        for line in report(res, args.workers, time.monotonic() - t0, method, vip, extra):
+        for line in report(res, args.workers, time.monotonic() - t0, method, vip, extra,
+                           server=server_label(srv)):
             con.line(line)
         ok = not res.problems() and not extra
     except KeyboardInterrupt:

@@ -81,17 +81,23 @@ def loader_argv(root: Path, program: Path) -> list[str]:
     return [str(root / LOADER), "--library-path", libs, str(program)]
 
 
-def cached(name: str) -> Fetched | None:
-    """The complete cached copy of flavor ``name``, or None (never fetches)."""
+def cached(name: str, wants: tuple[str, ...] = ()) -> Fetched | None:
+    """The complete cached copy of flavor ``name``, or None (never fetches).
+
+    A copy that lacks one of the packages named in ``wants`` (fetched by an older
+    roleswap whose flavor had fewer packages) counts as absent, so it is fetched again.
+    """
     d = cache_root() / name
     if not (d / COMPLETE).is_file():
         return None
     try:
         m = json.loads((d / MANIFEST).read_text())
-        return Fetched(d, str(m["version"]), tuple((str(a), str(b)) for a, b in m["packages"]),
-                       str(m["mirror"]), str(m["suite"]))
+        got = Fetched(d, str(m["version"]), tuple((str(a), str(b)) for a, b in m["packages"]),
+                      str(m["mirror"]), str(m["suite"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    have = {p for p, _ in got.packages}
+    return got if all(w in have for w in wants) else None
 
 
 def missing_tools() -> list[str]:
@@ -137,16 +143,20 @@ def _c_env() -> dict[str, str]:
 
 
 def ensure(name: str, suite: str, packages: tuple[str, ...], main_package: str, series: str,
-           say: Say) -> Fetched:
+           say: Say, loose: tuple[str, ...] = ()) -> Fetched:
     """Return flavor ``name`` from the cache, fetching it first if needed.
 
     ``packages`` (from Debian ``suite``) are resolved with their dependency closure;
+    ``loose`` packages are unpacked at ``main_package``'s version WITHOUT their
+    dependencies (e.g. ``mariadb-server`` for its plugin directory, whose own
+    dependencies -- perl, galera, rsync... -- a lab server never uses);
     ``main_package``'s version must start with ``series`` (e.g. "9.7."), else the suite
     has moved on and we refuse rather than run another server under this name.
     Raises MissingBinaryError when apt/dpkg/the keyring are missing, LabError when
     the mirror or the packages fail.
     """
-    found = cached(name)
+    wants = (*packages, *loose)
+    found = cached(name, wants)
     if found:
         return found
     missing = missing_tools()
@@ -159,14 +169,14 @@ def ensure(name: str, suite: str, packages: tuple[str, ...], main_package: str, 
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / f".{name}.lock", name, say):
-        found = cached(name)  # someone else finished it while we waited
+        found = cached(name, wants)  # someone else finished it while we waited
         if found:
             return found
         for stale in root.glob(f".tmp-{name}-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a crashed fetch (we hold the lock)
         tmp = root / f".tmp-{name}-{os.getpid()}"
         try:
-            fetched = _build(tmp, name, suite, packages, main_package, series, say)
+            fetched = _build(tmp, name, suite, packages, main_package, series, say, loose)
             final = root / name
             shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover (no marker)
             tmp.rename(final)
@@ -249,7 +259,7 @@ _URI = re.compile(r"^'(\S+)' (\S+) (\d+) ")
 
 
 def _build(tmp: Path, name: str, suite: str, packages: tuple[str, ...], main_package: str,
-           series: str, say: Say) -> Fetched:
+           series: str, say: Say, loose: tuple[str, ...] = ()) -> Fetched:
     t0 = time.monotonic()
     mirror = host_mirror()
     apt = _Apt(tmp / "apt", mirror, suite)
@@ -266,6 +276,8 @@ def _build(tmp: Path, name: str, suite: str, packages: tuple[str, ...], main_pac
         raise LabError(
             f"Debian {suite} now has {main_package} {versions[main_package]}, not {series}.x",
             remedy=f"flavor {name} can no longer be fetched; see `roleswap lab servers` for the others")
+    # Loose packages come from the same source build as the main package: same version.
+    closure += [(p, versions[main_package]) for p in loose if p not in versions]
     wanted = [f"{p}={v}" for p, v in closure]
     uris = apt.run("download", "--print-uris", *wanted)
     size = sum(int(m.group(3)) for m in map(_URI.match, uris.splitlines()) if m)

@@ -37,6 +37,8 @@ class Flavor:
     daemon: str  # the server program, e.g. "mariadbd" / "mysqld"
     note: str
     host_programs: tuple[str, ...] = ()  # what the host must have (the host's own flavor)
+    # Unpacked without their dependency closure (see debfetch.ensure): for files only.
+    loose: tuple[str, ...] = ()
 
     @property
     def fetched(self) -> bool:
@@ -47,7 +49,9 @@ FLAVORS: dict[str, Flavor] = {f.name: f for f in (
     Flavor("mariadb-10.11", "mariadb", "10.11", None, ("mariadb-server",), "mariadbd",
            "the host's Debian package (Debian 12)", ("mariadbd", "mariadb-install-db")),
     Flavor("mariadb-11.8", "mariadb", "11.8", "trixie", ("mariadb-server-core", "mariadb-client-core"),
-           "mariadbd", "Debian 13 (trixie) packages, unpacked into the cache"),
+           "mariadbd", "Debian 13 (trixie) packages, unpacked into the cache",
+           # the plugin directory (auth_ed25519, metadata_lock_info) ships in mariadb-server
+           loose=("mariadb-server",)),
     Flavor("mysql-9.7", "mysql", "9.7", "sid", ("mysql-server-core", "mysql-client-core"),
            "mysqld", "Oracle MySQL Community from Debian sid, unpacked into the cache"),
 )}
@@ -96,12 +100,13 @@ def get_server(name: str = DEFAULT_SERVER, say: Callable[[str], None] = lambda _
     if not fl.fetched:
         binary = procs.require(fl.daemon)[fl.daemon]
         return Server(fl, _host_version(binary))
-    got = debfetch.cached(fl.name)
+    got = debfetch.cached(fl.name, (*fl.packages, *fl.loose))
     if got is None:
         if not fetch:
             raise LabError(f"server flavor {fl.name} is not in the cache ({debfetch.cache_root()})",
                            remedy=f"fetch it: roleswap lab fetch {fl.name}")
-        got = debfetch.ensure(fl.name, str(fl.suite), fl.packages, fl.packages[0], fl.series, say)
+        got = debfetch.ensure(fl.name, str(fl.suite), fl.packages, fl.packages[0], fl.series, say,
+                              fl.loose)
     return Server(fl, got.version, got.root)
 
 
@@ -130,7 +135,7 @@ def server_rows() -> list[dict[str, str]]:
                 version = _host_version(binary)
                 odd = "" if version.startswith(fl.series + ".") else f" (not {fl.series}: the host's own)"
                 row |= {"version": version, "state": "ready", "detail": f"{binary}{odd}"}
-        elif (got := debfetch.cached(fl.name)) is not None:
+        elif (got := debfetch.cached(fl.name, (*fl.packages, *fl.loose))) is not None:
             row |= {"version": got.version, "state": "ready", "detail": f"cached in {got.dir}"}
         elif lacking := debfetch.missing_tools():
             row |= {"version": f"{fl.series}.x", "state": "missing",

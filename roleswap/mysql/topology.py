@@ -106,6 +106,8 @@ class Server:
     server_port: int | None = None
     report_host: str | None = None
     report_port: int | None = None
+    # servers.<n>.replication_host/_port: the address replicas use (a container network)
+    replication_address: tuple[str, int] | None = None
     notes: tuple[str, ...] = ()
     read_ms: float = 0.0
 
@@ -130,6 +132,8 @@ class Server:
         out = {(h, p) for h in hosts for p in ports}
         if self.report_host:
             out.add((self.report_host.lower(), self.report_port or self.server_port or self.port))
+        if self.replication_address:
+            out.add((self.replication_address[0].lower(), self.replication_address[1]))
         return out
 
 
@@ -309,6 +313,10 @@ def _activity(rows: Sequence[Mapping[str, Any]]) -> dict[str, Activity | None]:
 def read_server(cfg: ServerConfig, config: Config, *, timeout: float | None = None) -> Server:
     """Read one server; failures are returned in ``Server.error``, never raised."""
     t0 = time.perf_counter()
+    repl_addr = None
+    if "replication_host" in cfg.extra or "replication_port" in cfg.extra:
+        repl_addr = (str(cfg.extra.get("replication_host", cfg.host)),
+                     int(cfg.extra.get("replication_port", cfg.port)))
 
     def done(reachable: bool, error: RoleSwapError | None = None, **fields: Any) -> Server:
         kind = code = None
@@ -316,7 +324,7 @@ def read_server(cfg: ServerConfig, config: Config, *, timeout: float | None = No
             kind, code = (error.kind, error.code) if isinstance(error, ServerError) else ("error", None)
         return Server(name=cfg.name, host=cfg.host, port=cfg.port, reachable=reachable,
                       error=None if error is None else str(error), error_kind=kind, error_code=code,
-                      read_ms=(time.perf_counter() - t0) * 1000, **fields)
+                      read_ms=(time.perf_counter() - t0) * 1000, replication_address=repl_addr, **fields)
 
     tmo = timeout if timeout is not None else config.connect_timeout
     try:

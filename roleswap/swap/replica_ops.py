@@ -30,19 +30,22 @@ def replica_rows(ctx: SwapContext, name: str) -> list[dict[str, Any]]:
     return ctx.run(name, [ctx.dialect(name).replica_status()])
 
 
-def replication_host(ctx: SwapContext, name: str) -> str:
-    """The host other servers use to replicate from ``name`` (servers.<n>.replication_host)."""
+def replication_address(ctx: SwapContext, name: str) -> tuple[str, int]:
+    """(host, port) other servers use to replicate from ``name``.
+
+    ``servers.<n>.replication_host`` / ``replication_port`` when set (a container network:
+    roleswap reaches a published port, the replicas reach ``db1:3306``), else host/port.
+    """
     s = ctx.server(name)
-    return str(s.extra.get("replication_host", s.host))
+    return str(s.extra.get("replication_host", s.host)), int(s.extra.get("replication_port", s.port))
 
 
 def replicates_from(ctx: SwapContext, name: str, source: str) -> tuple[bool, bool]:
     """(configured to replicate from ``source``, both threads running)."""
-    src = ctx.server(source)
-    host = replication_host(ctx, source)
+    want = replication_address(ctx, source)
     for row in replica_rows(ctx, name):
         r = ReplicaStatus.from_row(row)
-        if r.source_host == host and r.source_port == src.port:
+        if (r.source_host, r.source_port) == want:
             return True, r.running
     return False, False
 
@@ -50,15 +53,14 @@ def replicates_from(ctx: SwapContext, name: str, source: str) -> tuple[bool, boo
 def point_to(ctx: SwapContext, name: str, source: str, start_at: dict[str, Any] | None) -> list[Stmt]:
     """Statements making ``name`` a replica of ``source`` (by GTID, or at ``start_at``)."""
     d = ctx.dialect(name)
-    src = ctx.server(source)
-    host = replication_host(ctx, source)
+    host, port = replication_address(ctx, source)
     repl = ctx.config.replication
     if mode(ctx).name == "gtid":
-        return d.point_to_source_gtid(host, src.port, repl.user, repl.password.reveal())
+        return d.point_to_source_gtid(host, port, repl.user, repl.password.reveal())
     if start_at is None:
         raise StepError(f"no binlog coordinates recorded to point {name} at {source}",
                         remedy="run `roleswap recover` or repoint it by hand")
-    return d.point_to_source_pos(host, src.port, repl.user, repl.password.reveal(),
+    return d.point_to_source_pos(host, port, repl.user, repl.password.reveal(),
                                  start_at["file"], int(start_at["pos"]))
 
 
@@ -110,4 +112,4 @@ def follow(ctx: SwapContext, name: str, source: str, stmts: Callable[[], list[St
 
 
 __all__ = ["BROKEN_METADATA", "follow", "forget_source", "is_read_only", "point_to",
-           "replica_rows", "replicates_from", "replication_host"]
+           "replica_rows", "replicates_from", "replication_address"]

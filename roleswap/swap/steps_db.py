@@ -21,12 +21,12 @@ from roleswap.swap.replica_ops import (
     point_to,
     replica_rows,
     replicates_from,
-    replication_host,
+    replication_address,
 )
 from roleswap.swap.step import Step
 
 __all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Promote", "Repoint", "Verify",
-           "mode", "point_to", "replica_rows", "replicates_from", "replication_host"]
+           "mode", "point_to", "replica_rows", "replicates_from", "replication_address"]
 
 
 # -- steps --------------------------------------------------------------------------
@@ -116,10 +116,9 @@ class Demote(Step):
         def stmts() -> list[Stmt]:
             if mode(ctx).name != "gtid":
                 return point_to(ctx, ctx.source, ctx.target, ctx.state.get("promoted_at"))
-            src = ctx.server(ctx.target)
+            host, port = replication_address(ctx, ctx.target)
             repl = ctx.config.replication
-            return d.demote_to_replica(replication_host(ctx, ctx.target), src.port,
-                                       repl.user, repl.password.reveal())
+            return d.demote_to_replica(host, port, repl.user, repl.password.reveal())
 
         how = follow(ctx, ctx.source, ctx.target, stmts)
         return f"{ctx.source} replicates from {ctx.target}{how}"

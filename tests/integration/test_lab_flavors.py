@@ -270,7 +270,7 @@ def test_fetch_cold_cache_is_shared_and_reused(tmp_path: Path, monkeypatch: pyte
 
     def fetch(i: int) -> None:
         got[i] = debfetch.ensure(fl.name, str(fl.suite), fl.packages, fl.packages[0], fl.series,
-                                 said[i].append).root
+                                 said[i].append, fl.loose).root
 
     threads = [threading.Thread(target=fetch, args=(i,)) for i in (0, 1)]
     for t in threads:
@@ -282,10 +282,13 @@ def test_fetch_cold_cache_is_shared_and_reused(tmp_path: Path, monkeypatch: pyte
     assert sum("downloading" in m for m in lines) == 1, lines
     assert any("resolving" in m for m in lines) and any("unpacking" in m for m in lines)
     assert (got[0] / "usr/sbin/mariadbd").is_file()
+    # the loose package's files, without its dependency closure (no perl, no galera)
+    assert (got[0] / "usr/lib/mysql/plugin/auth_ed25519.so").is_file()
+    assert not (got[0] / "usr/bin/perl").exists()
     assert not list((tmp_path / "cache/roleswap/servers").glob(".tmp-*"))
     t0 = time.monotonic()
     again: list[str] = []
     assert debfetch.ensure(fl.name, str(fl.suite), fl.packages, fl.packages[0], fl.series,
-                           again.append).root == got[0]
+                           again.append, fl.loose).root == got[0]
     assert again == [] and time.monotonic() - t0 < 1
     assert {p: p.stat().st_mtime_ns for p in system} == system

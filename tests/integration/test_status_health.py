@@ -150,14 +150,18 @@ def test_unreachable_server(lab: RunningLab, tmp_path: Path) -> None:
 
 # -- startup safety ------------------------------------------------------------------------
 def test_every_lab_node_config_says_read_only(lab: RunningLab) -> None:
-    for node in lab.lab.nodes:
-        if node.kind == "mariadb":
-            assert "read_only=1" in (Path(node.dir) / "my.cnf").read_text().splitlines(), node.name
+    dbs = [node for node in lab.lab.nodes if node.is_db]
+    assert len(dbs) == 3
+    for node in dbs:
+        lines = (Path(node.dir) / "my.cnf").read_text().splitlines()
+        assert "read_only=1" in lines, node.name
+        if node.kind == "mysql":  # read_only alone lets SUPER / CONNECTION_ADMIN accounts write
+            assert "super_read_only=1" in lines, node.name
     assert lab.query("db1", "SELECT @@read_only")[0][0] == 0
 
 
 def _crash_and_restart(lab_dir: Path, name: str) -> None:
-    """SIGKILL the node's mariadbd and start it again from its own my.cnf."""
+    """SIGKILL the node's server and start it again from its own my.cnf."""
     from roleswap.lab.nodes import kill_node, start_node_again
 
     kill_node(lab_dir, name, signal.SIGKILL)
@@ -186,7 +190,7 @@ def test_hosts_lab_primary_restarts_read_only(tmp_path_factory: pytest.TempPathF
     started = lab_up(d, replicas=1, hosts=True, subnet=subnet)
     try:
         for node in started.nodes:
-            if node.kind == "mariadb":
+            if node.is_db:
                 assert "read_only=1" in (Path(node.dir) / "my.cnf").read_text().splitlines()
         cfg = str(started.config_path)
         code, line = health(cfg)

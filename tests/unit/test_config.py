@@ -151,6 +151,12 @@ def test_every_unknown_key_is_named_at_once() -> None:
     (base(hooks={"before_fence": 3}), "hooks.before_fence must be a command string"),
     (base(servers={"db1": {"host": "h", "replication_host": "a b"}}), "not a host name"),
     (base(servers={"db1": {"host": "h", "socket": 3}}), "servers.db1.socket must be"),
+    (base(servers={"db1": {"host": "h", "replication_port": "3306"}}),
+     "servers.db1.replication_port must be an integer"),
+    (base(servers={"db1": {"host": "h", "replication_port": 70000}}),
+     "servers.db1.replication_port must be an integer"),
+    (base(servers={"db1": {"host": "h", "replication_port": True}}),
+     "servers.db1.replication_port must be an integer"),
 ])
 def test_ill_typed_values_are_refused(data: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -172,7 +178,8 @@ def test_all_known_keys_load(tmp_path: Path) -> None:
                "after_promote": "/bin/true", "after_promote_undo": "/bin/true",
                "after_resume": "/bin/true", "timeout": 30},
         servers={"db1": {"host": "10.9.9.11", "port": 3306, "socket": "/run/s.sock",
-                         "replication_host": "db1.internal", "ssl_ca": "/ca.pem",
+                         "replication_host": "db1.internal", "replication_port": 3307,
+                         "ssl_ca": "/ca.pem",
                          "ssh_host": "db1-mgmt", "interface": "bond0", "sudo": True}},
         lab={"dir": "/lab", "app_user": "app", "app_password": "p", "database": "app"},
         journal={"dir": "/var/lib/roleswap"}), base_dir=tmp_path)
@@ -247,7 +254,8 @@ def test_every_key_the_code_reads_is_in_the_tables() -> None:
                          r'hooks\.get\(|hooks\[)"(\w+)"')
     root = Path(__file__).resolve().parents[2] / "roleswap"
     read = {m.group(1) for p in root.rglob("*.py") for m in pattern.finditer(p.read_text())}
-    assert {"vip", "ssh_host", "interface", "replication_host", "ssl_ca", "timeout"} <= read, read
+    assert {"vip", "ssh_host", "interface", "replication_host", "replication_port", "ssl_ca",
+            "timeout"} <= read, read
     known = set(SECTIONS["switch"]) | set(SECTIONS["servers.<name>"]) | set(SECTIONS["hooks"])
     assert read - known == set()
     for phase in HOOK_PHASES:

@@ -295,6 +295,17 @@ def test_sources_by_report_host_and_hostname_case_insensitive() -> None:
     assert resolve_sources(servers, no_dns) == {"db2": "db1", "db5": "db4"}
 
 
+def test_sources_by_configured_replication_address() -> None:
+    """Containers: roleswap reaches published 127.0.0.1 ports, replicas know ``db1:3306``
+    (servers.<n>.replication_host/_port), and every container reports port 3306."""
+    servers = [
+        srv("db1", "127.0.0.1", 41001, 1, replication_address=("db1", 3306)),
+        srv("db2", "127.0.0.1", 41002, 2, ("db1", 3306), replication_address=("db2", 3306)),
+        srv("db3", "127.0.0.1", 41003, 3, ("DB2", 3306), replication_address=("db2", 3306)),
+    ]
+    assert resolve_sources(servers, no_dns) == {"db2": "db1", "db3": "db2"}
+
+
 def test_sources_by_resolved_ip() -> None:
     table = {"db1.example": frozenset({"10.0.0.1"}), "10.0.0.1": frozenset({"10.0.0.1"})}
 
