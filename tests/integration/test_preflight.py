@@ -106,7 +106,10 @@ def test_long_transaction_on_primary(lab: RunningLab) -> None:
         with holder.cursor() as cur:
             cur.execute("BEGIN")
             cur.execute("INSERT INTO app.longtrx VALUES (1)")
-        time.sleep(1.5)
+        # INNODB_TRX.trx_started has whole seconds, so the age read is floor(now) -
+        # floor(start): after 1.5 s (+ a fast CLI start) it can still read 1, which is not
+        # "older than 1 s". After >= 2 s it reads >= 2 on every server.
+        time.sleep(2.1)
         data = refused(lab, "--from", "db1", "--to", "db2", "--long-trx", "1")
         assert "transaction" in failed_checks(data)["long-trx"]
     finally:

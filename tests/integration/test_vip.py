@@ -298,7 +298,10 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
         fence_sql = hlab.dialect("db1").read_only()[0][0]  # the fence's blocking statement
         while not hlab.query("db1", "SELECT COUNT(*) FROM information_schema.processlist "
                                     "WHERE info = %s", (fence_sql,))[0][0]:
-            assert time.monotonic() < deadline and proc.poll() is None, "fence never started"
+            if proc.poll() is not None:  # say why (a preflight refusal, exit 3, names its check)
+                raise AssertionError(f"roleswap exited {proc.returncode} before the fence: "
+                                     f"{proc.communicate()[0]}")
+            assert time.monotonic() < deadline, "fence never started"
             time.sleep(0.02)
         hlab.kill_sshd("db1")  # preflight passed; its session to db1 is now dead
         with locker.cursor() as cur:
