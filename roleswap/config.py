@@ -229,7 +229,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
     )
     if method == "vip":
         # the vip method puts hosts and interface names into shell commands: refuse bad ones now
-        from roleswap.switch.vip import vip_settings
+        from roleswap.switch.vip_config import vip_settings
 
         vip_settings(config)
     return config

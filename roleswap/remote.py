@@ -37,12 +37,14 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
-from roleswap.config import Config
 from roleswap.errors import ConfigError, StepError
+
+if TYPE_CHECKING:
+    from roleswap.config import Config
 
 SAFE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
 SAFE_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,6 @@ from typing import Any
 
 from roleswap.errors import LabError
 from roleswap.lab import procs
-from roleswap.lab.flavors import Server
 
 DEFAULT_SUBNET = "198.18.71.0/24"
 ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
@@ -294,113 +292,3 @@ def vip_on(ns: str, vip: str, iface: str = "eth0") -> bool:
 
 def toml(value: str) -> str:
     return json.dumps(value)
-
-
-# -- the whole lab ------------------------------------------------------------------
-def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subnet: str | None,
-                 say: Callable[[str], None], srv: Server | None = None) -> Any:
-    """Like :func:`roleswap.lab.lab_up`, with every node in its own namespace + sshd.
-
-    ``srv``: the server flavor to run (default: the host's MariaDB), already fetched.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from roleswap.lab import lab as lab_mod
-    from roleswap.lab.flavors import get_server
-    from roleswap.lab.node import NodeSpec, engine_for, start_node
-    from roleswap.lab.redis_server import start_redis
-    from roleswap.lab.replication import make_writable, prove_replication, start_replication
-
-    require_root()
-    net = parse_subnet(subnet or DEFAULT_SUBNET)
-    bins = procs.require("redis-server", "sshd", "ssh-keygen", "ip", "arping")
-    srv = srv or get_server()
-    engine = engine_for(srv.flavor.engine)
-    prefix = lab_prefix(directory)
-    check_free(net, prefix)  # before anything exists
-    names = [f"db{i + 1}" for i in range(replicas + 1)]
-    ips = {n: addr(net, NODE_OFF + i) for i, n in enumerate(names)}
-    vip = addr(net, VIP_OFF)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)  # the config inside holds passwords, ssh/ the client key
-    hstate: dict[str, Any] = {"prefix": prefix, "subnet": str(net), "vip": vip, "interface": "eth0",
-                              "root_address": addr(net, ROOT_OFF), "app_ns": f"{prefix}-app",
-                              "hosts": {n: {"ns": f"{prefix}-{n}", "address": ips[n]} for n in names},
-                              "namespaces": [], "links": []}
-    lab = lab_mod.Lab(directory, cluster=cluster, gtid=gtid, hosts=hstate, server=srv.flavor.name)
-    lab.save()
-    t0 = time.monotonic()
-    try:
-        HostsNet(hstate, lab.save).build(names)
-        keys = make_keys(directory, ips)
-        template = lab_mod.ensure_template(engine, srv, say)
-        acc = lab_mod.new_accounts()
-        lock = threading.Lock()
-
-        def record(node: lab_mod.LabNode) -> None:
-            with lock:
-                lab.nodes[:] = [n for n in lab.nodes if n.name != node.name] + [node]
-                lab.save()
-
-        start_redis(directory / "redis", on_spawn=lambda r: record(
-            lab_mod.LabNode("redis", "redis", r.pid, r.host, r.port, str(r.dir), r.marker)))
-        specs = [NodeSpec(name=n, server_id=i + 1, port=MYSQL_PORT, dir=directory / n,
-                          bind=f"{ips[n]},{vip}", replica=i > 0, gtid=gtid)
-                 for i, n in enumerate(names)]
-
-        def start(spec: NodeSpec) -> None:
-            ns = hstate["hosts"][spec.name]["ns"]
-            start_node(spec, engine, srv, template, lambda pid: record(lab_mod.LabNode(
-                spec.name, engine.kind, pid, ips[spec.name], MYSQL_PORT, str(spec.dir), str(spec.cnf))),
-                wrap=["ip", "netns", "exec", ns])
-            engine.bootstrap(spec, acc)
-            if not spec.replica:
-                make_writable(spec)  # its my.cnf says read_only=1, like every node's
-            write_sshd_config(directory, spec.name, ips[spec.name])
-            sdir = directory / spec.name / "ssh"
-            start_sshd(directory, spec.name, ns, ips[spec.name], on_spawn=lambda pid: record(
-                lab_mod.LabNode(f"{spec.name}-ssh", "sshd", pid, ips[spec.name], SSH_PORT, str(sdir),
-                                str(sshd_config_path(directory, spec.name)))))
-
-        with ThreadPoolExecutor(len(specs)) as pool:
-            for fut in [pool.submit(start, s) for s in specs]:
-                fut.result()
-        lab.nodes.sort(key=lambda n: (n.kind != "redis", n.name))
-        lab.save()
-        for spec in specs[1:]:
-            start_replication(spec, ips["db1"], MYSQL_PORT, acc)
-        prove_replication(specs, gtid)
-        ns1 = hstate["hosts"]["db1"]["ns"]
-        _ip("-n", ns1, "addr", "add", f"{vip}/{net.prefixlen}", "dev", "eth0")
-        subprocess.run(["ip", "netns", "exec", ns1, bins["arping"], "-q", "-U", "-c", "1", "-I", "eth0",
-                        vip], check=False, capture_output=True, timeout=5)
-        write_hosts_config(lab, acc, keys, vip, net)
-    except BaseException:
-        lab_mod.lab_down(directory)
-        raise
-    say(f"lab up ({srv.flavor.name}, hosts in namespaces {prefix}-*) in {time.monotonic() - t0:.1f}s: "
-        f"{directory}")
-    return lab
-
-
-def write_hosts_config(lab: Any, acc: Any, keys: dict[str, Path], vip: str,
-                       net: ipaddress.IPv4Network) -> Path:
-    """The loopback lab's config with the vip switch and without unix sockets: roleswap
-    talks TCP to the hosts over the lab's veth, as it would to remote hosts."""
-    from roleswap.lab.lab import write_config
-
-    path: Path = write_config(lab, acc)
-    switch = "\n".join([
-        'method = "vip"',
-        f"vip = {toml(f'{vip}/{net.prefixlen}')}",
-        'interface = "eth0"',
-        "arping_count = 3",
-        'ssh_user = "root"',
-        f"ssh_key = {toml(str(keys['key']))}",
-        f"known_hosts = {toml(str(keys['known_hosts']))}  # strict: the lab wrote the host keys",
-    ])
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("socket = ")]
-    text = "\n".join(lines).replace('method = "endpoint"', switch)
-    text = text.replace("(written by `roleswap lab up`)", "(written by `roleswap lab up --hosts`)")
-    path.write_text(text + "\n")  # still 0600: write_config created it so
-    return path

@@ -7,15 +7,13 @@ crash half-way still leaves enough for ``lab down`` to stop everything by PID).
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,91 +21,17 @@ import pymysql
 
 from roleswap.errors import LabError
 from roleswap.lab import procs
+from roleswap.lab.engines import engine_for
 from roleswap.lab.flavors import DEFAULT_SERVER, Server, flavor, get_server
-from roleswap.lab.node import (
-    DB_KINDS,
-    Accounts,
-    Engine,
-    NodeSpec,
-    engine_for,
-    root_connect_socket,
-    start_node,
-)
+from roleswap.lab.node import Engine, NodeSpec, root_connect_socket, start_node
+from roleswap.lab.provision import ensure_template, new_accounts, write_config
 from roleswap.lab.redis_server import start_redis
 from roleswap.lab.replication import make_writable, prove_replication, start_replication
+from roleswap.lab.state import CONFIG_FILE, DEFAULT_DIR, STATE_FILE, STOP_TIMEOUT, Lab, LabNode
 
-STATE_FILE = "lab.json"
-CONFIG_FILE = "roleswap.toml"
-DEFAULT_DIR = ".lab"
-STOP_TIMEOUT = 30.0  # SIGTERM, then SIGKILL: a busy MySQL primary took 11-13 s to stop
-
-
-@dataclass
-class LabNode:
-    name: str
-    kind: str  # "mariadb" | "mysql" (database nodes, see node.DB_KINDS) | "redis" | "sshd"
-    pid: int
-    host: str
-    port: int
-    dir: str
-    marker: str  # must appear in /proc/PID/cmdline before we signal the PID
-
-    def alive(self) -> bool:
-        return procs.alive(self.pid, self.marker)
-
-    @property
-    def is_db(self) -> bool:
-        """A database server (MariaDB or MySQL), as opposed to redis or sshd."""
-        return self.kind in DB_KINDS
-
-
-@dataclass
-class Lab:
-    dir: Path
-    nodes: list[LabNode] = field(default_factory=list)
-    cluster: str = "lab"
-    gtid: bool = True
-    # `lab up --hosts`: namespaces, links, addresses (see roleswap.lab.hosts); {} otherwise
-    hosts: dict[str, Any] = field(default_factory=dict)
-    server: str = DEFAULT_SERVER  # the flavor (roleswap.lab.flavors) every database node runs
-
-    @property
-    def config_path(self) -> Path:
-        return self.dir / CONFIG_FILE
-
-    @property
-    def state_path(self) -> Path:
-        return self.dir / STATE_FILE
-
-    def node(self, name: str) -> LabNode:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise LabError(f"no lab node named {name!r}", remedy="see `roleswap lab status`")
-
-    def save(self) -> None:
-        data = {"cluster": self.cluster, "gtid": self.gtid, "server": self.server,
-                "nodes": [asdict(n) for n in self.nodes], "hosts": self.hosts}
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(self.state_path)
-
-    @classmethod
-    def load(cls, directory: Path) -> Lab:
-        path = directory / STATE_FILE
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise LabError(
-                f"no lab in {directory} ({STATE_FILE} not found)",
-                remedy="start one with `roleswap lab up`, or pass --dir",
-            ) from None
-        except (OSError, ValueError) as e:
-            raise LabError(f"cannot read {path}: {e}", remedy=f"inspect or delete {path}") from None
-        nodes = [LabNode(**n) for n in data.get("nodes", [])]
-        return cls(Path(directory), nodes, data.get("cluster", "lab"), data.get("gtid", True),
-                   data.get("hosts") or {}, data.get("server") or DEFAULT_SERVER)
-
+# Re-exported: callers (the plugin, tests) import these from roleswap.lab.lab.
+__all__ = ["CONFIG_FILE", "DEFAULT_DIR", "STATE_FILE", "Lab", "LabNode", "ensure_template",
+           "lab_down", "lab_status", "lab_up", "new_accounts", "write_config"]
 
 def lab_up(
     directory: Path | str = DEFAULT_DIR,
@@ -150,9 +74,9 @@ def lab_up(
     srv = get_server(server, say)  # may fetch (minutes at worst): before any lab exists
     engine = engine_for(fl.engine)
     if hosts:
-        from roleswap.lab.hosts import lab_up_hosts
+        from roleswap.lab.hosts_up import lab_up_hosts
 
-        lab_h: Lab = lab_up_hosts(directory, replicas, gtid, cluster, subnet, say, srv)
+        lab_h: Lab = lab_up_hosts(directory, replicas, gtid, cluster, subnet, say, lab_down, srv)
         return lab_h
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # the config inside holds passwords
@@ -203,23 +127,6 @@ def lab_up(
     return lab
 
 
-def ensure_template(engine: Engine, srv: Server, say: Callable[[str], None]) -> Path:
-    """The engine's template datadir for ``srv``, saying so when it is made (once per version)."""
-    t0 = time.monotonic()
-    template = engine.ensure_template(srv)
-    if time.monotonic() - t0 > 0.3:
-        say(f"initialised a {srv.flavor.name} template datadir in {time.monotonic() - t0:.1f}s "
-            f"(once per version): {template}")
-    return template
-
-
-def new_accounts() -> Accounts:
-    """The lab's three accounts with fresh random passwords."""
-    return Accounts(control_user="roleswap", control_password=_password(),
-                    repl_user="repl", repl_password=_password(),
-                    app_user="app", app_password=_password())
-
-
 def _start_with_retry(
     spec: NodeSpec, engine: Engine, srv: Server, template: Path, used: set[int],
     lock: threading.Lock, record: Callable[[LabNode], None],
@@ -241,61 +148,6 @@ def _start_with_retry(
                 used.add(port)
             spec = replace(spec, port=port)
     raise LabError(f"could not start {srv.flavor.daemon} on a free port", remedy="retry")
-
-
-def _password() -> str:
-    return secrets.token_urlsafe(18)
-
-
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
-def write_config(lab: Lab, acc: Accounts) -> Path:
-    redis = lab.node("redis")
-    lines = [
-        "# roleswap config for the local lab (written by `roleswap lab up`).",
-        "# Roles are read from the servers; this file only says where they are.",
-        f"# servers: {lab.server}",
-        f"cluster = {_toml_str(lab.cluster)}",
-        "",
-        "[mysql]  # the control account roleswap uses",
-        f"user = {_toml_str(acc.control_user)}",
-        f"password = {_toml_str(acc.control_password)}",
-        "connect_timeout = 2",
-        "",
-        "[replication]  # the account replicas use to connect to their source",
-        f"user = {_toml_str(acc.repl_user)}",
-        f"password = {_toml_str(acc.repl_password)}",
-        "",
-        "[redis]",
-        f"url = {_toml_str(f'redis://{redis.host}:{redis.port}/0')}",
-        "",
-        "[intermission]",
-        f"scope = {_toml_str(lab.cluster)}",
-        "",
-        "[switch]",
-        'method = "endpoint"',
-        "",
-        "[journal]  # local mirror of the swap journal (the main copy is in Redis)",
-        f"dir = {_toml_str(str(lab.dir / 'journal'))}",
-        "",
-        "[lab]",
-        f"dir = {_toml_str(str(lab.dir))}",
-        f"app_user = {_toml_str(acc.app_user)}",
-        f"app_password = {_toml_str(acc.app_password)}",
-        f"database = {_toml_str(acc.database)}",
-        "",
-    ]
-    for n in lab.nodes:
-        if n.is_db:
-            lines += [f"[servers.{n.name}]", f"host = {_toml_str(n.host)}", f"port = {n.port}",
-                      f"socket = {_toml_str(str(Path(n.dir) / 'mysqld.sock'))}", ""]
-    path = lab.config_path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines))
-    return path
 
 
 def lab_down(directory: Path | str = DEFAULT_DIR) -> list[str]:

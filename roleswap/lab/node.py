@@ -110,19 +110,6 @@ class Engine(Protocol):
         ...
 
 
-def engine_for(kind: str) -> Engine:
-    """The engine of ``kind`` ("mariadb" or "mysql")."""
-    if kind == "mysql":
-        from roleswap.lab.mysql import MYSQL
-
-        return MYSQL
-    if kind == "mariadb":
-        from roleswap.lab.mariadb import MARIADB
-
-        return MARIADB
-    raise LabError(f"no lab engine {kind!r}", remedy="use a flavor from `roleswap lab servers`")
-
-
 def template_dir(engine: str, version: str) -> Path:
     """``~/.cache/roleswap/<engine>-template-<version>-uid<uid>`` ($XDG_CACHE_HOME respected)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

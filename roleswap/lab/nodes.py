@@ -24,9 +24,10 @@ from pathlib import Path
 
 from roleswap.errors import LabError
 from roleswap.lab import procs
+from roleswap.lab.engines import engine_for
 from roleswap.lab.flavors import get_server
 from roleswap.lab.lab import Lab, LabNode
-from roleswap.lab.node import READY_TIMEOUT, engine_for, spawn_and_wait
+from roleswap.lab.node import READY_TIMEOUT, spawn_and_wait
 from roleswap.lab.redis_server import start_redis
 
 __all__ = ["kill_node", "node_running", "start_node_again", "stop_node"]

@@ -26,8 +26,8 @@ from roleswap.mysql import sessions as msess
 
 if TYPE_CHECKING:
     from roleswap.mysql.topology import Server, Topology
+    from roleswap.swap.check import Check
     from roleswap.swap.context import SwapContext
-    from roleswap.swap.preflight import Check
 
 MAX_LISTED = 8
 # accounts that exist on every server and are expected to hold every privilege
@@ -35,7 +35,7 @@ _ALWAYS_PRIVILEGED = ("root", "mariadb.sys")
 
 
 def writer_checks(ctx: SwapContext, topo: Topology, s: Server) -> list[Check]:
-    from roleswap.swap.preflight import Check
+    from roleswap.swap.check import Check
 
     out: list[Check] = []
     upstream = topo.source_of(s.name) or (s.replica.source_host if s.replica else None)

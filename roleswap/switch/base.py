@@ -7,18 +7,17 @@ A method contributes steps at fixed *phases* of the plan:
     after_promote  e.g. publish the new endpoint / put the VIP on the new primary
     after_resume   informational hooks, after the point of no return
 
-and its own preflight checks (which never write).
+and its own preflight checks (which never write).  The table of methods is
+:mod:`roleswap.switch.registry` (methods import this module, never the other way).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from roleswap.errors import UsageError
-
 if TYPE_CHECKING:
+    from roleswap.swap.check import Check
     from roleswap.swap.context import SwapContext
-    from roleswap.swap.preflight import Check
     from roleswap.swap.step import Step
 
 PHASES = ("before_fence", "after_fence", "after_promote", "after_resume")
@@ -35,23 +34,3 @@ class SwitchMethod:
 
     def close(self) -> None:
         """Release connections (SSH sessions...) opened for the swap."""
-
-
-def make_switch(name: str) -> SwitchMethod:
-    from roleswap.switch.endpoint import EndpointSwitch
-    from roleswap.switch.hook import HookSwitch
-
-    table: dict[str, type[SwitchMethod]] = {
-        "none": SwitchMethod,
-        "endpoint": EndpointSwitch,
-        "hook": HookSwitch,
-    }
-    if name == "vip":
-        from roleswap.switch.vip import VipSwitch
-
-        table["vip"] = VipSwitch
-    try:
-        return table[name]()
-    except KeyError:
-        raise UsageError(f"switch method {name!r} is not available",
-                         remedy=f"use one of: {', '.join(sorted(table))}") from None

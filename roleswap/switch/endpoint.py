@@ -17,8 +17,8 @@ from roleswap.swap.step import Step
 from roleswap.switch.base import SwitchMethod
 
 if TYPE_CHECKING:
+    from roleswap.swap.check import Check
     from roleswap.swap.context import SwapContext
-    from roleswap.swap.preflight import Check
 
 
 class Publish(Step):
@@ -52,7 +52,7 @@ class EndpointSwitch(SwitchMethod):
     name = "endpoint"
 
     def preflight(self, ctx: SwapContext) -> list[Check]:
-        from roleswap.swap.preflight import Check
+        from roleswap.swap.check import Check
 
         if ctx.redis is None:
             return [Check.fail("endpoint", "switch.method = endpoint needs [redis] url",

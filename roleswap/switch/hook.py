@@ -28,8 +28,8 @@ from roleswap.swap.step import Step
 from roleswap.switch.base import PHASES, SwitchMethod
 
 if TYPE_CHECKING:
+    from roleswap.swap.check import Check
     from roleswap.swap.context import SwapContext
-    from roleswap.swap.preflight import Check
 
 HOOK_PHASES = ("before_fence", "after_promote", "after_resume")
 
@@ -88,7 +88,7 @@ class HookSwitch(SwitchMethod):
         return {p: ctx.config.hooks[p] for p in HOOK_PHASES if ctx.config.hooks.get(p)}
 
     def preflight(self, ctx: SwapContext) -> list[Check]:
-        from roleswap.swap.preflight import Check
+        from roleswap.swap.check import Check
 
         cmds = self._commands(ctx)
         if not cmds:

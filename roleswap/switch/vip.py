@@ -20,166 +20,30 @@ server_id).  If the VIP cannot be removed the swap rolls back: never two holders
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import shlex
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from roleswap.config import Config, ServerConfig
-from roleswap.errors import ConfigError, RoleSwapError, StepError
-from roleswap.mysql import conn as mconn
-from roleswap.remote import DOC, RemoteError, RemoteShell, setting, ssh_target
+from roleswap.errors import RoleSwapError, StepError
+from roleswap.remote import DOC, RemoteError, RemoteShell, ssh_target
 from roleswap.swap.step import Step
 from roleswap.switch.base import SwitchMethod
+from roleswap.switch.vip_checks import probe, server_id, vip_preflight
+from roleswap.switch.vip_cmds import (
+    GARP_WAITS,
+    cmd_addr,
+    cmd_addrs,
+    cmd_find_arping,
+    cmd_garp_background,
+    cmd_garp_sync,
+    cmd_kill,
+    parse_addrs,
+)
+from roleswap.switch.vip_config import VipSettings, interface, vip_settings
 
 if TYPE_CHECKING:
+    from roleswap.swap.check import Check
     from roleswap.swap.context import SwapContext
-    from roleswap.swap.preflight import Check
-
-SAFE_IFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-TOOLS = {"ip": "iproute2", "arping": "iputils-arping", "pgrep": "procps", "timeout": "coreutils"}
-GARP_WAITS = (0.02, 0.5)  # s the synchronous arping may take; the 2nd for a busy host
-EXAMPLE_PID = "4242"  # stands for the arping PIDs `kill` gets, in `sudo -n -l` checks
-q = shlex.quote
-
-
-@dataclass(frozen=True)
-class VipSettings:
-    vip: ipaddress.IPv4Interface
-    arping_count: int = 3
-    verify_timeout: float = 10.0
-    port: int | None = None
-
-    @property
-    def ip(self) -> str:
-        return str(self.vip.ip)
-
-
-def vip_settings(config: Config) -> VipSettings:
-    """Validate ``[switch]`` for the vip method (and every server's SSH/interface keys)."""
-    src, sw = config.source, config.switch
-    raw = sw.get("vip")
-    if not isinstance(raw, str) or "/" not in raw:
-        raise ConfigError(f"{src}: switch.vip = {raw!r} must be an IPv4 address with its prefix",
-                          remedy='e.g. vip = "10.0.0.50/24" (the prefix of the interface\'s subnet)')
-    try:
-        vip = ipaddress.ip_interface(raw)
-    except ValueError:
-        raise ConfigError(f"{src}: switch.vip = {raw!r} is not an address/prefix",
-                          remedy='e.g. vip = "10.0.0.50/24"') from None
-    if not isinstance(vip, ipaddress.IPv4Interface):
-        raise ConfigError(f"{src}: switch.vip is IPv6; the vip method moves IPv4 addresses (ARP)",
-                          remedy="use an IPv4 VIP, or the endpoint/hook method")
-    count = sw.get("arping_count", 3)
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 20:
-        raise ConfigError(f"{src}: switch.arping_count must be an integer 0-20", remedy="e.g. 3")
-    verify = sw.get("verify_timeout", 10.0)
-    if not isinstance(verify, int | float) or isinstance(verify, bool) or not 0 < verify <= 120:
-        raise ConfigError(f"{src}: switch.verify_timeout must be seconds in (0, 120]", remedy="e.g. 10")
-    port = sw.get("vip_port")
-    if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-        raise ConfigError(f"{src}: switch.vip_port must be an integer 1-65535", remedy="e.g. 3306")
-    for name, s in config.servers.items():
-        if s.host == str(vip.ip):
-            raise ConfigError(f"{src}: servers.{name}.host is the VIP itself",
-                              remedy="give each server its own address; the VIP floats between them")
-        interface(config, name)
-        ssh_target(config, name)
-    return VipSettings(vip, count, float(verify), port)
-
-
-def interface(config: Config, server: str) -> str:
-    iface = setting(config, server, "interface", "eth0")
-    if not isinstance(iface, str) or not SAFE_IFACE.match(iface):
-        key = (f"servers.{server}.interface" if "interface" in config.server(server).extra
-               else "switch.interface")
-        raise ConfigError(f"{config.source}: {key} = {iface!r} is not an interface name",
-                          remedy="use the name `ip link` shows: letters, digits, '_', '.', '-' "
-                                 "(at most 15)")
-    return iface
-
-
-# -- remote commands (every value quoted) ---------------------------------------------
-def cmd_addrs() -> str:
-    return "ip -o -4 addr show"
-
-
-def parse_addrs(out: str) -> list[tuple[str, str]]:
-    """``ip -o -4 addr show`` -> [(interface, "a.b.c.d/len"), ...]."""
-    found = []
-    for line in out.splitlines():
-        m = re.match(r"^\d+:\s+(\S+)\s+inet\s+(\S+)", line)
-        if m:
-            found.append((m.group(1).split("@")[0], m.group(2)))
-    return found
-
-
-def cmd_link(iface: str) -> str:
-    return f"ip -o link show dev {q(iface)}"
-
-
-def cmd_addr(op: str, s: VipSettings, iface: str) -> str:
-    assert op in ("add", "del")
-    return f"ip addr {op} {q(s.vip.with_prefixlen)} dev {q(iface)}"
-
-
-def cmd_garp_sync(s: VipSettings, iface: str, wait: float) -> str:
-    # iputils arping sends at once but then sleeps a whole interval (1 s, integer only; -i 0
-    # hangs): interrupt it and read its own "Sent 1 probes" as the proof the GARP left.
-    return f"timeout -s INT {wait:g} arping -U -c 1 -I {q(iface)} {q(s.ip)}"
-
-
-def cmd_garp_repeat(s: VipSettings, iface: str) -> str:
-    return f"arping -q -U -c {int(s.arping_count)} -I {q(iface)} {q(s.ip)}"
-
-
-def cmd_garp_background(s: VipSettings, iface: str) -> str:
-    return f"{cmd_garp_repeat(s, iface)} >/dev/null 2>&1 &"
-
-
-def cmd_kill(pids: list[str]) -> str:
-    return "kill " + " ".join(q(p) for p in pids)
-
-
-def sudo_commands(s: VipSettings, iface: str) -> list[str]:
-    """Every command run with ``privileged=True`` (with sudo = true: what sudoers must allow).
-
-    ``kill`` takes PIDs found at run time; it is listed with :data:`EXAMPLE_PID`.
-    """
-    cmds = [cmd_addr("add", s, iface), cmd_addr("del", s, iface),
-            *(cmd_garp_sync(s, iface, w) for w in GARP_WAITS)]
-    if s.arping_count:
-        cmds += [cmd_garp_repeat(s, iface), cmd_kill([EXAMPLE_PID])]
-    return cmds
-
-
-def cmd_find_arping(s: VipSettings) -> str:
-    """PIDs of arping for this VIP in THIS host's network namespace (lab hosts share PIDs).
-
-    The namespace is told by the inode of ``/proc/PID/net/dev`` (one per network
-    namespace), which any user may stat: ``/proc/PID/ns/net`` of a root-owned arping is
-    unreadable for a sudo user.  Where it cannot be read the PID counts as this host's
-    (real hosts do not share PIDs).  With sudo the ``sudo`` parent matches too; killing
-    it stops its arping as well.
-    """
-    pattern = "arping .*" + re.escape(s.ip) + "$"
-    netid = 'stat -L -c %d:%i /proc/{}/net/dev 2>/dev/null'
-    return (f'me=$({netid.format("$$")}); for p in $(pgrep -f -- ' + q(pattern) + '); do '
-            f'n=$({netid.format("$p")}); '
-            'if [ -z "$n" ] || [ -z "$me" ] || [ "$n" = "$me" ]; then echo "$p"; fi; done')
-
-
-def tools(sudo: bool = False) -> dict[str, str]:
-    """Binaries a host needs -> their Debian package (``sudo`` too with sudo = true)."""
-    return {**TOOLS, "sudo": "sudo"} if sudo else dict(TOOLS)
-
-
-def cmd_missing_tools(sudo: bool = False) -> str:
-    return (f"for b in {' '.join(tools(sudo))}; do command -v \"$b\" >/dev/null 2>&1 || echo \"$b\"; "
-            "done")
-
 
 # -- the method -------------------------------------------------------------------------
 class VipSwitch(SwitchMethod):
@@ -220,27 +84,10 @@ class VipSwitch(SwitchMethod):
         self._shells.clear()
 
     def preflight(self, ctx: SwapContext) -> list[Check]:
-        from roleswap.switch.vip_checks import vip_preflight
-
         return vip_preflight(self, ctx)
 
     def steps(self, ctx: SwapContext) -> dict[str, list[Step]]:
         return {"after_fence": [VipRemove(self)], "after_promote": [VipAdd(self)]}
-
-
-def probe(ctx: SwapContext, s: VipSettings, timeout: float = 1.0) -> int:
-    """server_id behind a NEW connection to the VIP (raises ServerError)."""
-    port = s.port or ctx.server(ctx.target).port
-    target = ServerConfig(name="vip", host=s.ip, port=port)
-    c = mconn.connect(target, ctx.config.mysql, timeout=timeout, tls=ctx.config.tls)
-    try:
-        return int(mconn.run(c, target, [("SELECT @@server_id AS id", ())])[0]["id"])
-    finally:
-        c.close()
-
-
-def server_id(ctx: SwapContext, name: str) -> int:
-    return int(ctx.query(name, "SELECT @@server_id AS id")[0]["id"])
 
 
 def add_vip(sw: VipSwitch, ctx: SwapContext, name: str) -> str:

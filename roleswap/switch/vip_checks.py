@@ -8,28 +8,42 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from roleswap.config import ServerConfig
 from roleswap.errors import RoleSwapError
+from roleswap.mysql import conn as mconn
 from roleswap.remote import DOC
-from roleswap.switch.vip import (
+from roleswap.swap.check import Check
+from roleswap.switch.vip_cmds import (
     EXAMPLE_PID,
-    VipSwitch,
     cmd_kill,
     cmd_link,
     cmd_missing_tools,
-    interface,
-    probe,
-    server_id,
     sudo_commands,
     tools,
 )
+from roleswap.switch.vip_config import VipSettings, interface
 
 if TYPE_CHECKING:
     from roleswap.swap.context import SwapContext
-    from roleswap.swap.preflight import Check
+    from roleswap.switch.vip import VipSwitch
+
+
+def probe(ctx: SwapContext, s: VipSettings, timeout: float = 1.0) -> int:
+    """server_id behind a NEW connection to the VIP (raises ServerError)."""
+    port = s.port or ctx.server(ctx.target).port
+    target = ServerConfig(name="vip", host=s.ip, port=port)
+    c = mconn.connect(target, ctx.config.mysql, timeout=timeout, tls=ctx.config.tls)
+    try:
+        return int(mconn.run(c, target, [("SELECT @@server_id AS id", ())])[0]["id"])
+    finally:
+        c.close()
+
+
+def server_id(ctx: SwapContext, name: str) -> int:
+    return int(ctx.query(name, "SELECT @@server_id AS id")[0]["id"])
 
 
 def vip_preflight(sw: VipSwitch, ctx: SwapContext) -> list[Check]:
-    from roleswap.swap.preflight import Check
 
     try:
         s = sw.settings(ctx)
@@ -85,7 +99,6 @@ def vip_preflight(sw: VipSwitch, ctx: SwapContext) -> list[Check]:
 
 
 def _host_checks(sw: VipSwitch, ctx: SwapContext, reachable: list[str]) -> list[Check]:
-    from roleswap.swap.preflight import Check
 
     s, src, dst = sw.settings(ctx), ctx.source, ctx.target
     out: list[Check] = []

@@ -23,7 +23,7 @@ import redis
 from roleswap.coord.keys import lock_key
 from roleswap.errors import ServerError
 from roleswap.lab import procs
-from roleswap.lab.node import engine_for
+from roleswap.lab.engines import engine_for
 from roleswap.lab.redis_server import RedisServer
 from roleswap.swap.context import SwapContext, SwapOptions
 from tests.conftest import RunningLab

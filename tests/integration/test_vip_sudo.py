@@ -187,7 +187,8 @@ def test_arping_search_stays_on_its_host(slab: HostsLab, sudo_setup: SudoSetup) 
     /proc/PID/ns/net) db2 must not find, and kill, db1's background arping."""
     from roleswap.config import load_config
     from roleswap.remote import RemoteShell, ssh_target
-    from roleswap.switch.vip import cmd_find_arping, cmd_garp_background, cmd_kill, vip_settings
+    from roleswap.switch.vip_cmds import cmd_find_arping, cmd_garp_background, cmd_kill
+    from roleswap.switch.vip_config import vip_settings
 
     cfg = load_config(sudo_setup.config)
     s = vip_settings(cfg)

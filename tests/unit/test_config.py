@@ -199,7 +199,7 @@ def _lab_for_config(tmp_path: Path) -> Any:
 def test_configs_written_by_lab_up_load(tmp_path: Path) -> None:
     import ipaddress
 
-    from roleswap.lab.hosts import write_hosts_config
+    from roleswap.lab.hosts_up import write_hosts_config
     from roleswap.lab.lab import write_config
     from roleswap.lab.mariadb import Accounts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from roleswap.config import parse_config
 from roleswap.errors import ConfigError
 from roleswap.remote import ssh_target
-from roleswap.switch import vip
+from roleswap.switch import vip_cmds, vip_config
 
 
 def conf(switch: dict[str, Any] | None = None, db2: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -27,9 +28,9 @@ def conf(switch: dict[str, Any] | None = None, db2: dict[str, Any] | None = None
 
 def test_valid_config_loads_with_defaults_and_overrides() -> None:
     cfg = parse_config(conf(db2={"interface": "bond0.12", "ssh_port": 2222, "sudo": True}))
-    s = vip.vip_settings(cfg)
+    s = vip_config.vip_settings(cfg)
     assert s.ip == "10.0.0.50" and s.vip.with_prefixlen == "10.0.0.50/24" and s.arping_count == 3
-    assert vip.interface(cfg, "db1") == "eth0" and vip.interface(cfg, "db2") == "bond0.12"
+    assert vip_config.interface(cfg, "db1") == "eth0" and vip_config.interface(cfg, "db2") == "bond0.12"
     t1, t2 = ssh_target(cfg, "db1"), ssh_target(cfg, "db2")
     assert (t1.host, t1.port, t1.user, t1.sudo, t1.accept_new) == ("10.0.0.11", 22, "ops", False, False)
     assert (t2.port, t2.sudo) == (2222, True)
@@ -80,30 +81,31 @@ def test_other_methods_do_not_need_vip_keys() -> None:
     assert parse_config(c).switch_method == "endpoint"
 
 
-S = vip.VipSettings(vip=vip.ipaddress.IPv4Interface("10.0.0.50/24"), arping_count=4)
+S = vip_config.VipSettings(vip=ipaddress.IPv4Interface("10.0.0.50/24"), arping_count=4)
 
 
 def test_commands_are_quoted_and_parse_back() -> None:
     # values that passed validation are plain, but quoting must hold for anything
     evil = "eth0'; touch /tmp/x #"
-    for cmd in (vip.cmd_link(evil), vip.cmd_addr("add", S, evil), vip.cmd_addr("del", S, evil),
-                vip.cmd_garp_sync(S, evil, 0.02), vip.cmd_garp_background(S, evil)):
+    for cmd in (vip_cmds.cmd_link(evil), vip_cmds.cmd_addr("add", S, evil), vip_cmds.cmd_addr("del", S, evil),
+                vip_cmds.cmd_garp_sync(S, evil, 0.02), vip_cmds.cmd_garp_background(S, evil)):
         words = shlex.split(cmd.split(">")[0])
         assert evil in words, cmd  # the whole value stays ONE argument
-    assert shlex.split(vip.cmd_addr("del", S, "eth0")) == ["ip", "addr", "del", "10.0.0.50/24", "dev", "eth0"]
-    assert shlex.split(vip.cmd_garp_sync(S, "eth0", 0.02)) == [
+    assert shlex.split(vip_cmds.cmd_addr("del", S, "eth0")) == [
+        "ip", "addr", "del", "10.0.0.50/24", "dev", "eth0"]
+    assert shlex.split(vip_cmds.cmd_garp_sync(S, "eth0", 0.02)) == [
         "timeout", "-s", "INT", "0.02", "arping", "-U", "-c", "1", "-I", "eth0", "10.0.0.50"]
-    assert vip.cmd_garp_background(S, "eth0").startswith("arping -q -U -c 4 -I eth0 10.0.0.50 ")
-    assert "'arping .*10\\.0\\.0\\.50$'" in vip.cmd_find_arping(S)
+    assert vip_cmds.cmd_garp_background(S, "eth0").startswith("arping -q -U -c 4 -I eth0 10.0.0.50 ")
+    assert "'arping .*10\\.0\\.0\\.50$'" in vip_cmds.cmd_find_arping(S)
     with pytest.raises(AssertionError):
-        vip.cmd_addr("flush", S, "eth0")
+        vip_cmds.cmd_addr("flush", S, "eth0")
 
 
 def test_parse_addrs() -> None:
     out = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
            "2: eth0    inet 10.0.0.11/24 brd 10.0.0.255 scope global eth0\\  valid_lft forever\n"
            "2: eth0    inet 10.0.0.50/24 scope global secondary eth0\\  valid_lft forever\n")
-    assert vip.parse_addrs(out) == [("lo", "127.0.0.1/8"), ("eth0", "10.0.0.11/24"),
+    assert vip_cmds.parse_addrs(out) == [("lo", "127.0.0.1/8"), ("eth0", "10.0.0.11/24"),
                                     ("eth0", "10.0.0.50/24")]
 
 
