@@ -20,6 +20,7 @@ import click
 
 from roleswap.config import Config, find_config_path, load_config
 from roleswap.errors import RoleSwapError, UsageError
+from roleswap.render import echo_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +33,9 @@ Exit codes:
   5  failed after the point of no return (run `roleswap recover`)
   6  failed before the point of no return and the rollback failed too (run `roleswap recover`)
   7  recover cannot decide safely: it changed nothing and printed the manual steps
-  8  status --check-health: the cluster is unhealthy (the one-line summary says why)"""
+  8  status --check-health: the cluster is unhealthy (the one-line summary says why)
+  9  maintain/rolling stopped outside a swap (the command failed, or the server did
+     not come back in time); the message names the steps that did not run"""
 
 
 class Ctx:
@@ -49,13 +52,6 @@ class Ctx:
         return self._config
 
 
-def echo_error(err: RoleSwapError) -> None:
-    """The one way an error reaches the terminal: the problem, then how to fix it."""
-    click.secho(f"error: {err.message}", fg="red", err=True)
-    if err.remedy:
-        click.echo(f"  fix: {err.remedy}", err=True)
-
-
 def report_errors(fn: F) -> F:
     """Turn RoleSwapError into a two-line message and its exit code."""
 
@@ -66,7 +62,9 @@ def report_errors(fn: F) -> F:
         except RoleSwapError as e:
             ctx = click.get_current_context(silent=True)
             as_json = bool(ctx and ctx.params.get("as_json"))
-            if as_json:
+            if ctx and ctx.params.get("events"):
+                click.echo(json.dumps({"event": "result", "ok": False, "error": e.as_dict()}))
+            elif as_json:
                 click.echo(json.dumps({"ok": False, "error": e.as_dict()}))
             else:
                 echo_error(e)
@@ -75,40 +73,58 @@ def report_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# The swap's tuning options: the swap itself, maintain and rolling take them alike.
+SWAP_TUNING = [
+    click.option("--switch", "switch_method", type=click.Choice(["endpoint", "hook", "vip", "none"]),
+                 help="How traffic follows the new primary (default: switch.method in the config)."),
+    click.option("--no-pause", is_flag=True, help="Do not pause traffic through intermission."),
+    click.option("--max-lag", type=click.FloatRange(min=0), default=5.0, show_default=True,
+                 metavar="S", help="Refuse if --to lags more than S seconds."),
+    click.option("--drain-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
+                 metavar="S", help="Max wait for in-flight requests after pausing."),
+    click.option("--drain-policy", type=click.Choice(["abort", "proceed"]), default="proceed",
+                 show_default=True,
+                 help="On drain timeout: roll back (abort) or fence anyway (proceed; read_only "
+                      "makes the stragglers' writes fail rather than get lost)."),
+    click.option("--catchup-timeout", type=click.FloatRange(min=0.1), default=10.0,
+                 show_default=True, metavar="S", help="Max wait for --to to reach the fenced position."),
+    click.option("--pause-ttl", type=click.FloatRange(min=1), default=30.0, show_default=True,
+                 metavar="S", help="Pause lease TTL: traffic resumes by itself if roleswap dies."),
+    click.option("--fence-timeout", type=click.IntRange(min=1), default=2, show_default=True,
+                 metavar="S", help="lock_wait_timeout for setting read_only (super_read_only on "
+                                    "MySQL) on the old primary."),
+    click.option("--long-trx", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                 metavar="S", help="Refuse if a transaction on --from has run longer than S seconds."),
+    click.option("--kill-privileged", is_flag=True,
+                 help="Kill sessions on --from that can write through read_only (MariaDB: READ ONLY "
+                      "ADMIN) right after the fence, instead of refusing the swap. On MySQL the "
+                      "fence is super_read_only, which stops every session: nothing to kill."),
+]
+
+
+def swap_tuning(fn: F) -> F:
+    """Decorate ``fn`` with every option of :data:`SWAP_TUNING`."""
+    for opt in reversed(SWAP_TUNING):
+        fn = opt(fn)
+    return fn
+
+
 @click.group(invoke_without_command=True, epilog=EXIT_CODES_HELP,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", "config_path", metavar="FILE", envvar="ROLESWAP_CONFIG",
               help="Config file (TOML). Also $ROLESWAP_CONFIG.")
 @click.option("--from", "source", metavar="NAME", help="The current primary to demote.")
-@click.option("--to", "target", metavar="NAME", help="The replica to promote.")
+@click.option("--to", "target", metavar="NAME",
+              help="The replica to promote (default: the best direct replica of --from: threads "
+                   "running, no delay or filters, same version, highest priority, least lag).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--check", is_flag=True, help="Run only the preflight checks (never writes).")
 @click.option("--dry-run", is_flag=True, help="Run preflight and print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.option("--switch", "switch_method", type=click.Choice(["endpoint", "hook", "vip", "none"]),
-              help="How traffic follows the new primary (default: switch.method in the config).")
-@click.option("--no-pause", is_flag=True, help="Do not pause traffic through intermission.")
-@click.option("--max-lag", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              metavar="S", help="Refuse if --to lags more than S seconds.")
-@click.option("--drain-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              metavar="S", help="Max wait for in-flight requests after pausing.")
-@click.option("--drain-policy", type=click.Choice(["abort", "proceed"]), default="proceed",
-              show_default=True,
-              help="On drain timeout: roll back (abort) or fence anyway (proceed; read_only "
-                   "makes the stragglers' writes fail rather than get lost).")
-@click.option("--catchup-timeout", type=click.FloatRange(min=0.1), default=10.0,
-              show_default=True, metavar="S", help="Max wait for --to to reach the fenced position.")
-@click.option("--pause-ttl", type=click.FloatRange(min=1), default=30.0, show_default=True,
-              metavar="S", help="Pause lease TTL: traffic resumes by itself if roleswap dies.")
-@click.option("--fence-timeout", type=click.IntRange(min=1), default=2, show_default=True,
-              metavar="S", help="lock_wait_timeout for setting read_only (super_read_only on "
-                                "MySQL) on the old primary.")
-@click.option("--long-trx", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              metavar="S", help="Refuse if a transaction on --from has run longer than S seconds.")
-@click.option("--kill-privileged", is_flag=True,
-              help="Kill sessions on --from that can write through read_only (MariaDB: READ ONLY "
-                   "ADMIN) right after the fence, instead of refusing the swap. On MySQL the "
-                   "fence is super_read_only, which stops every session: nothing to kill.")
+@click.option("--events", is_flag=True,
+              help="Print one JSON object per line as each check and step finishes (NDJSON, for "
+                   "CI logs); the last line is the result.")
+@swap_tuning
 @click.pass_context
 @report_errors
 def cli(ctx: click.Context, config_path: str | None, source: str | None, target: str | None,
@@ -131,14 +147,21 @@ def cli(ctx: click.Context, config_path: str | None, source: str | None, target:
     if not source and not target:
         click.echo(ctx.get_help())
         return
-    if not source or not target:
-        raise UsageError("both --from and --to are needed", remedy="e.g. --from db1 --to db2")
-    from roleswap.swap.command import run_swap_command
+    if not source:
+        raise UsageError("--to needs --from (the primary to demote)", remedy="e.g. --from db1 --to db2")
+    from roleswap.cli_swap import run_swap
 
-    sys.exit(run_swap_command(ctx.obj.config, source, target, opts))
+    sys.exit(run_swap(ctx.obj.config, source, target, opts))
 
 
 UNHEALTHY_EXIT = 8  # `status --check-health` (no other outcome uses it)
+
+
+def _mode(as_json: bool, events: bool) -> str:
+    if as_json and events:
+        raise UsageError("--json and --events exclude each other",
+                         remedy="--json: one object at the end; --events: one line per event")
+    return "events" if events else "json" if as_json else "text"
 
 
 @cli.command()
@@ -170,17 +193,62 @@ def status(obj: Ctx, as_json: bool, check_health: bool) -> None:
 @cli.command()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--events", is_flag=True, help="Print one JSON object per line as each step finishes.")
 @click.option("--abandon", is_flag=True,
               help="After repairing the cluster by hand: close the interrupted swap's journal, "
                    "end its pause and lock, change no server.")
 @click.pass_obj
 @report_errors
-def recover(obj: Ctx, yes: bool, as_json: bool, abandon: bool) -> None:
+def recover(obj: Ctx, yes: bool, as_json: bool, events: bool, abandon: bool) -> None:
     """Finish or roll back an interrupted swap, deciding from what the servers say now
     and what the journal says the swap meant to do (idempotent)."""
-    from roleswap.swap.command import run_recover_command
+    from roleswap.cli_swap import run_recover
 
-    sys.exit(run_recover_command(obj.config, yes=yes, as_json=as_json, abandon=abandon))
+    sys.exit(run_recover(obj.config, yes=yes, mode=_mode(as_json, events), abandon=abandon))
+
+
+@cli.command()
+@click.argument("server")
+@click.option("--run", "cmd", required=True, metavar="CMD",
+              help="The maintenance command for SERVER (sh -c CMD; see [maintain] in the config).")
+@click.option("--swap-back", is_flag=True, help="If SERVER was the primary, make it the primary again.")
+@click.option("--to", "target", metavar="NAME",
+              help="If SERVER is the primary: the replica to swap to (default: the best one).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.option("--events", is_flag=True, help="Print one JSON object per line as things happen.")
+@swap_tuning
+@click.pass_obj
+@report_errors
+def maintain(obj: Ctx, server: str, cmd: str, swap_back: bool, target: str | None, yes: bool,
+             as_json: bool, events: bool, **opts: Any) -> None:
+    """Maintenance of one server: swap away if it is the primary, run CMD for it, wait until
+    it answers, replicates and has caught up, and with --swap-back make it the primary again."""
+    from roleswap.cli_swap import run_runbook
+
+    sys.exit(run_runbook(obj.config, "maintain", server=server, cmd=cmd, swap_back=swap_back,
+                         to=target, yes=yes, mode=_mode(as_json, events), cli_opts=opts))
+
+
+@cli.command()
+@click.option("--run", "cmd", required=True, metavar="CMD",
+              help="The maintenance command, run for each server in turn (ROLESWAP_SERVER names it).")
+@click.option("--to", "target", metavar="NAME",
+              help="The replica the primary is swapped to for its turn (default: the best one).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.option("--events", is_flag=True, help="Print one JSON object per line as things happen.")
+@swap_tuning
+@click.pass_obj
+@report_errors
+def rolling(obj: Ctx, cmd: str, target: str | None, yes: bool, as_json: bool, events: bool,
+            **opts: Any) -> None:
+    """Maintenance of every server: each replica in turn, then the primary (swapped away and
+    back), waiting after each until it replicates and has caught up."""
+    from roleswap.cli_swap import run_runbook
+
+    sys.exit(run_runbook(obj.config, "rolling", server=None, cmd=cmd, swap_back=True, to=target,
+                         yes=yes, mode=_mode(as_json, events), cli_opts=opts))
 
 
 @cli.group()
@@ -257,6 +325,23 @@ def lab_down_cmd(directory: str) -> None:
 
     stopped = lab_down(Path(directory))
     click.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}; removed {directory}")
+
+
+@lab.command("restart")
+@click.argument("name")
+@click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Write this server option into the node's my.cnf before it starts again "
+                   "(repeatable), e.g. --set innodb_buffer_pool_size=64M.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="S",
+              help="Max wait for the server to answer and, for a replica, to replicate again.")
+@report_errors
+def lab_restart_cmd(name: str, directory: str, settings: tuple[str, ...], timeout: float) -> None:
+    """Stop database node NAME cleanly and start it again (same port, same data), optionally
+    with changed server options: a maintenance restart to rehearse on."""
+    from roleswap.lab.restart import parse_settings, restart
+
+    click.echo(restart(Path(directory), name, parse_settings(settings), timeout=timeout))
 
 
 @lab.command("status")

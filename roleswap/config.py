@@ -84,6 +84,15 @@ class LabConfig:
 
 
 @dataclass(frozen=True)
+class MaintainConfig:
+    """``[maintain]``: where `roleswap maintain` runs its command, and how long it waits."""
+
+    run: str = "local"  # "local" | "ssh"
+    timeout: float = 600.0
+    wait_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     cluster: str
     mysql: Credentials
@@ -98,6 +107,7 @@ class Config:
     tls: bool = False
     connect_timeout: float = 3.0
     journal_dir: str | None = None
+    maintain: MaintainConfig = field(default_factory=MaintainConfig)
     source: str = ""
 
     def server(self, name: str) -> ServerConfig:
@@ -211,6 +221,18 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
                               remedy='e.g. "/var/lib/roleswap"')
         if not Path(journal_dir).is_absolute() and base_dir is not None:
             journal_dir = str(base_dir / journal_dir)
+    maintain_t = r.table(data, "maintain", required=False)
+    run_where = maintain_t.get("run", "local")
+    if run_where not in ("local", "ssh"):
+        raise ConfigError(f"{source}: maintain.run = {run_where!r} must be \"local\" or \"ssh\"",
+                          remedy='local: sh -c CMD on this machine; ssh: on the server (vip SSH keys)')
+    waits = {}
+    for key, default in (("timeout", 600.0), ("wait_timeout", 300.0)):
+        v = maintain_t.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 86400:
+            raise ConfigError(f"{source}: maintain.{key} must be seconds in (0, 86400]",
+                              remedy=f"e.g. {key} = {default:g}")
+        waits[key] = float(v)
     config = Config(
         cluster=cluster,
         mysql=mysql,
@@ -225,6 +247,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
         tls=bool(mysql_t.get("tls", False)),
         connect_timeout=float(timeout),
         journal_dir=journal_dir,
+        maintain=MaintainConfig(run_where, waits["timeout"], waits["wait_timeout"]),
         source=source,
     )
     if method == "vip":
@@ -341,6 +364,14 @@ class _Reader:
                 remedy="the port other servers use in CHANGE MASTER, e.g. 3306 inside a container "
                        "network whose published port is `port`",
             )
+        prio = t.get("priority", 0)
+        if isinstance(prio, bool) or not isinstance(prio, int) or not -1000 <= prio <= 1000:
+            raise ConfigError(f"{self.source}: servers.{name}.priority must be an integer -1000..1000",
+                              remedy="higher is preferred when roleswap chooses the target, e.g. 10")
+        cand = t.get("candidate", True)
+        if not isinstance(cand, bool):
+            raise ConfigError(f"{self.source}: servers.{name}.candidate must be true or false",
+                              remedy="candidate = false: never chosen as the target by roleswap")
         sock = t.get("socket")
         extra = {k: v for k, v in t.items() if k not in ("host", "port", "socket")}
         return ServerConfig(name=name, host=host, port=port, socket=sock, extra=extra)

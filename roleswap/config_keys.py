@@ -43,6 +43,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "servers": "section: one `[servers.<name>]` table per server",
         "lab": "section: written by `roleswap lab up` (application account)",
         "journal": "section: local mirror of the swap journal",
+        "maintain": "section: how `roleswap maintain` / `rolling` run their command",
     },
     "mysql": {
         "user": "control account (required)",
@@ -88,6 +89,8 @@ SECTIONS: dict[str, dict[str, str]] = {
         "socket": "unix socket roleswap connects through instead of TCP",
         "replication_host": "host other servers use in CHANGE MASTER (default: `host`)",
         "replication_port": "port other servers use in CHANGE MASTER (default: `port`)",
+        "priority": "when no `--to` is given: higher is chosen first (default 0)",
+        "candidate": "`false`: never chosen as the target when no `--to` is given (default true)",
         "ssl_ca": "CA file to verify the server's certificate (with `[mysql] tls = true`)",
         "ssh_host": "vip: SSH address of this server (default: `host`)",
         **{k: f"vip: this server's `[switch] {k}`" for k in _SSH},
@@ -102,6 +105,13 @@ SECTIONS: dict[str, dict[str, str]] = {
     },
     "journal": {
         "dir": "directory of the local journal mirror (default `~/.local/state/roleswap`)",
+    },
+    "maintain": {
+        "run": "`local` (default: `sh -c CMD` here, with `ROLESWAP_SERVER`/`_HOST`/`_PORT`/"
+               "`_CONFIG` set) or `ssh` (CMD on the server over the vip method's SSH settings)",
+        "timeout": "seconds CMD may run (default 600)",
+        "wait_timeout": "seconds to wait for the server to answer, replicate and catch up "
+                        "afterwards (default 300)",
     },
 }
 

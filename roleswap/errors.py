@@ -7,12 +7,17 @@ Every error carries a ``remedy`` (what the operator should do next) and an
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RoleSwapError(Exception):
     """Root of all roleswap errors.  ``remedy`` tells the operator how to fix it."""
 
     exit_code = 1
     kind = "error"
+    # The API attaches what the failed operation produced (a SwapResult, a RecoverReport)
+    # so that a caller who catches the error still has every step's outcome.
+    result: Any = None
 
     def __init__(self, message: str, remedy: str = "") -> None:
         super().__init__(message)
@@ -63,9 +68,14 @@ class ServerError(RoleSwapError):
 
 
 class PreflightError(RoleSwapError):
-    """Preflight refused the swap; nothing was changed."""
+    """Preflight refused the swap; nothing was changed.  ``checks``: every check's outcome
+    (``roleswap.swap.check.Check``) when the refusal came from the checks."""
 
     exit_code = 3
+
+    def __init__(self, message: str, remedy: str = "", checks: tuple[Any, ...] = ()) -> None:
+        super().__init__(message, remedy)
+        self.checks = checks
 
 
 class RolledBackError(RoleSwapError):
@@ -94,6 +104,14 @@ class ManualInterventionError(RoleSwapError):
     remedy lists the manual steps that fit the state it saw."""
 
     exit_code = 7
+
+
+class RunbookError(RoleSwapError):
+    """A maintenance runbook stopped outside a swap: its command failed, or the server
+    did not come back (answering, replicating, caught up) in time.  No swap is left
+    half-done; the remedy names the runbook steps that did not run."""
+
+    exit_code = 9
 
 
 class StepError(RoleSwapError):

@@ -4,6 +4,10 @@
 ``roleswap:<cluster>:journal``  JSON journal of the current/last swap (no TTL: recovery needs it)
 ``roleswap:<cluster>:primary``  JSON {name, host, port, since, swap_id}: the published primary
 ``roleswap:<cluster>:events``   pub/sub channel: the primary JSON whenever it changes
+``roleswap:<cluster>:runbook``  JSON record of the current/last maintenance runbook (no TTL,
+                                like the journal: recover reads it after a crash)
+``roleswap:<cluster>:runbook:alive``  "host pid" while a runbook's process lives (TTL 15 s,
+                                refreshed every 5 s)
 
 The intermission pause keys are intermission's own (see intermission.protocol).
 """
@@ -27,3 +31,11 @@ def primary_key(cluster: str) -> str:
 
 def events_channel(cluster: str) -> str:
     return f"{PREFIX}:{cluster}:events"
+
+
+def runbook_key(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}:runbook"
+
+
+def runbook_alive_key(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}:runbook:alive"

@@ -184,14 +184,27 @@ class RecoverReport:
     result: SwapResult | None = None
     error: RoleSwapError | None = None
     notes: list[str] = field(default_factory=list)
+    declined: bool = False  # the confirm callback said no: nothing was changed
+    # no interrupted swap (swap_id ""): the server reopened (action "reopen") and how
+    primary: str | None = None
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ok": self.ok, "swap_id": self.swap_id, "from": self.source,
-                               "to": self.target, "last_step": self.last_step}
+        if not self.swap_id:  # no journal: nothing to do, a reopen, or why not
+            out = {"ok": self.ok, "action": self.decision.action if self.decision else "none"}
+            if self.primary is not None:
+                out["primary"] = self.primary
+            if self.detail is not None:
+                out["detail"] = self.detail
+            if self.error is not None:
+                out.update(rolled_back=False, error=self.error.as_dict())
+            return out
+        out = {"ok": self.ok, "swap_id": self.swap_id, "from": self.source,
+               "to": self.target, "last_step": self.last_step}
         if self.decision is not None:
             out.update(action=self.decision.action, reason=self.decision.reason,
                        manual_steps=list(self.decision.manual))

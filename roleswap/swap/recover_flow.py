@@ -1,0 +1,141 @@
+"""`recover` from start to end: an interrupted swap (see :mod:`.recover`) or, with no
+journal, a primary that restarted read-only (see :mod:`.reopen`).
+
+Never prints: it returns a :class:`RecoverReport` and emits a ``RecoverDecided`` event
+(before the ``confirm`` callback is asked) and a ``StepDone`` per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from roleswap.config import Config
+from roleswap.coord.runbook import RunbookRecord, remaining
+from roleswap.errors import RoleSwapError
+from roleswap.events import OnEvent, RecoverDecided, StepDone
+from roleswap.swap import reopen as ro
+from roleswap.swap.recover import Decision, RecoverReport, load_interrupted, run_recover
+
+ConfirmRecover = Callable[[RecoverReport], bool]
+
+
+def recover(config: Config, *, abandon: bool, emit: OnEvent, confirm: ConfirmRecover) -> RecoverReport:
+    """Decide, ask ``confirm``, converge; the report says what happened (never raises a
+    RoleSwapError: it is in ``report.error``).  Then, if a maintenance runbook was
+    interrupted (its process died) and the cluster is whole again, close its record and
+    name the steps it did not run (they are the operator's to re-run: a command that
+    restarts a server is never re-run behind their back)."""
+    rep = _recover(config, abandon=abandon, emit=emit, confirm=confirm)
+    if rep.error is None and not rep.declined:
+        rep.notes += close_runbook(config)
+    return rep
+
+
+def close_runbook(config: Config) -> list[str]:
+    """Notes about an interrupted runbook (and mark it abandoned); [] when none."""
+    import redis as redis_mod
+
+    if config.redis_url is None:
+        return []
+    client = redis_mod.Redis.from_url(config.redis_url.reveal(), socket_timeout=2, socket_connect_timeout=2)
+    try:
+        rb = RunbookRecord(client, config.cluster)
+        rec = rb.load_open()
+        if rec is None:
+            return []
+        running = rb.alive()
+        if running and _dead_here(running):
+            running = None  # its process was on this host and is gone: no need to wait out the TTL
+        if running:
+            return [f"runbook {rec.get('id')} ({rec.get('kind')}) is running now ({running}); "
+                    "left alone"]
+        left = remaining(rec)
+        rb.finish("abandoned", rec.get("error"))
+    except redis_mod.RedisError as e:
+        return [f"could not read the runbook record: Redis {type(e).__name__}"]
+    finally:
+        client.close()
+    steps = "; ".join(f"{i}. {s['what']}" for i, s in enumerate(left, 1)) or "none"
+    return [f"runbook {rec.get('id')} ({rec.get('kind')}, started on {rec.get('host')} pid {rec.get('pid')}) "
+            f"was interrupted; closed it. Steps it did not run: {steps}. Re-run them (or the "
+            "runbook) yourself once `roleswap status` looks right"]
+
+
+def _dead_here(alive: str) -> bool:
+    """True when ``alive`` ("host pid") names this host and a process that no longer runs."""
+    import os
+    import socket
+
+    host, _, pid = alive.rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _recover(config: Config, *, abandon: bool, emit: OnEvent, confirm: ConfirmRecover) -> RecoverReport:
+    record = load_interrupted(config)
+    if record is None:
+        rep = _without_journal(config, emit, confirm)
+        if abandon:
+            rep.notes.insert(0, "no interrupted swap: nothing to abandon")
+        return rep
+    told: list[bool] = []
+
+    def tell(rep: RecoverReport) -> None:
+        if not told and rep.decision is not None:
+            told.append(True)
+            emit(_decided(rep))
+
+    def ask(rep: RecoverReport) -> bool:
+        tell(rep)
+        if confirm(rep):
+            return True
+        rep.declined = True
+        return False
+
+    rep = run_recover(config, record, show=lambda r: emit(StepDone(r)), confirm=ask, abandon=abandon)
+    tell(rep)  # a manual decision is never asked about: say it all the same
+    return rep
+
+
+def _decided(rep: RecoverReport) -> RecoverDecided:
+    d = rep.decision or Decision("none", "")
+    return RecoverDecided(rep.swap_id, rep.source, rep.target, rep.last_step, d.action, d.reason)
+
+
+def _without_journal(config: Config, emit: OnEvent, confirm: ConfirmRecover) -> RecoverReport:
+    """Nothing to do, unless no server is writable and one can be reopened safely."""
+    rep = RecoverReport("", "", "", "-")
+    ctx = ro.context(config)
+    try:
+        verdict = ro.find_reopen(ctx, ctx.topology())
+        if verdict is None:
+            rep.decision = Decision("none", "no interrupted swap: nothing to recover")
+            emit(_decided(rep))
+            return rep
+        if verdict.primary is None:
+            rep.error = ro.reopen_problem_error(verdict)
+            rep.decision = Decision("manual", rep.error.message)
+            emit(_decided(rep))
+            return rep
+        name = rep.primary = verdict.primary
+        rep.decision = Decision("reopen", f"no server is writable: every replica follows {name}, "
+                                          "which holds every transaction they hold (it restarted "
+                                          f"read-only?); recover will make {name} writable again")
+        emit(_decided(rep))
+        if not confirm(rep):
+            rep.declined = True
+            return rep
+        try:
+            rep.detail = ro.reopen(config, name, ctx)
+        except RoleSwapError as e:
+            rep.error = e
+        return rep
+    finally:
+        ctx.close()
