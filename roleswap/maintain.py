@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -186,9 +187,12 @@ def run_command(cluster: Cluster, server: str, cmd: str) -> str:
     if cfg.maintain.run == "ssh":
         from roleswap.remote import RemoteShell, ssh_target
 
+        # the same variables as locally, every value quoted; CMD itself runs under sh -c
+        assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in (
+            ("ROLESWAP_SERVER", server), ("ROLESWAP_HOST", srv.host), ("ROLESWAP_PORT", str(srv.port))))
         shell = RemoteShell(ssh_target(cfg, server))
         try:
-            out = shell.run(cmd, timeout=timeout)
+            out = shell.run(f"{assign} sh -c {shlex.quote(cmd)}", timeout=timeout)
         finally:
             shell.close()
         rc, text = out.rc, out.out

@@ -8,14 +8,16 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from roleswap.demo.runner import AppServer, start_wsgi
 from roleswap.demo.scenario import run_scenario
 from roleswap.demo.swaps import SwapRun
+from roleswap.lab import Lab
 from tests.conftest import RunningLab
 
 pytestmark = [pytest.mark.slow]
@@ -36,15 +38,12 @@ def restart_cmd() -> str:
             f"--set innodb_buffer_pool_size={BUFFER_POOL}")
 
 
-@pytest.mark.timeout(180)
-def test_maintain_primary_with_swap_back_under_load(module_lab: RunningLab, wsgi_app: AppServer) -> None:
-    lab = module_lab
-    pid_before = lab.lab.node("db1").pid
-    runs: list[dict[str, object]] = []
+def runbook(lab: RunningLab, runs: list[dict[str, Any]], *args: str) -> Callable[[str, str], SwapRun]:
+    """A run_scenario swapper running ``roleswap ARGS --run <restart> --yes --json`` once."""
 
-    def maintain(source: str, _target: str) -> SwapRun:
-        argv = [sys.executable, "-m", "roleswap", "-c", str(lab.config_path), "maintain", source,
-                "--run", restart_cmd(), "--swap-back", "--yes", "--json"]
+    def run(source: str, _target: str) -> SwapRun:
+        argv = [sys.executable, "-m", "roleswap", "-c", str(lab.config_path), *args,
+                "--run", restart_cmd(), "--yes", "--json"]
         t0 = time.monotonic()
         out = subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False)
         data = json.loads(out.stdout) if out.stdout.strip() else {"stderr": out.stderr}
@@ -55,8 +54,16 @@ def test_maintain_primary_with_swap_back_under_load(module_lab: RunningLab, wsgi
         return SwapRun(source, source, out.returncode, t0, time.monotonic(), ok=ok, pause_ms=pause,
                        error="" if ok else json.dumps(data)[:2000])
 
-    res = run_scenario(lab.config_path, wsgi_app.url, swaps=1, rate=200.0, swapper=maintain,
-                       warmup=1.0, settle=1.0)
+    return run
+
+
+@pytest.mark.timeout(180)
+def test_maintain_primary_with_swap_back_under_load(module_lab: RunningLab, wsgi_app: AppServer) -> None:
+    lab = module_lab
+    pid_before = Lab.load(lab.dir).node("db1").pid
+    runs: list[dict[str, Any]] = []
+    res = run_scenario(lab.config_path, wsgi_app.url, swaps=1, rate=200.0,
+                       swapper=runbook(lab, runs, "maintain", "db1", "--swap-back"), warmup=1.0, settle=1.0)
     problems = res.problems()
     assert not problems, f"{problems}\n{json.dumps(runs, default=str)[:3000]}\n{wsgi_app.log_tail()}"
     data = runs[0]
@@ -66,6 +73,24 @@ def test_maintain_primary_with_swap_back_under_load(module_lab: RunningLab, wsgi
     assert res.load.failed == 0 and res.consistency.acked > 0
     assert res.load.held > 0  # both swaps held requests rather than failing them
     assert lab.query("db1", "SELECT @@innodb_buffer_pool_size")[0][0] == BUFFER_POOL
-    from roleswap.lab import Lab
+
 
     assert Lab.load(lab.dir).node("db1").pid != pid_before  # it really restarted
+
+
+@pytest.mark.timeout(240)
+def test_rolling_under_load(module_lab: RunningLab, wsgi_app: AppServer) -> None:
+    lab = module_lab
+    pids = {n.name: n.pid for n in Lab.load(lab.dir).nodes if n.is_db}
+    runs: list[dict[str, Any]] = []
+    res = run_scenario(lab.config_path, wsgi_app.url, swaps=1, rate=200.0,
+                       swapper=runbook(lab, runs, "rolling"), warmup=1.0, settle=1.0)
+    problems = res.problems()
+    assert not problems, f"{problems}\n{json.dumps(runs, default=str)[:3000]}\n{wsgi_app.log_tail()}"
+    steps = [s["name"] for s in runs[0]["steps"]]
+    assert steps[:4] == ["run db2", "wait db2", "run db3", "wait db3"] and steps[4] == "swap-away db1"
+    assert res.consistency.primary == "db1" and res.consistency.lost_total == 0 and res.load.failed == 0
+
+
+    after = {n.name: n.pid for n in Lab.load(lab.dir).nodes if n.is_db}
+    assert all(after[n] != pids[n] for n in pids)

@@ -318,3 +318,18 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
     assert_unchanged(hlab)
     r = roleswap(hlab.config_path, "--from", "db1", "--to", "db2", "--check")
     assert r.returncode == 0, r.stdout + r.stderr  # and the cluster is swappable again
+
+
+def test_maintain_runs_its_command_on_the_host_over_ssh(hlab: HostsLab, tmp_path: Path) -> None:
+    """[maintain] run = "ssh": the command runs on db2's host (its own network namespace),
+    with ROLESWAP_SERVER set, through the vip method's SSH settings."""
+    cfg = tmp_path / "ssh.toml"
+    cfg.write_text(hlab.config_path.read_text().replace('[maintain]', '[maintain]\nrun = "ssh"', 1)
+                   .replace('run = "local"\n', "", 1))
+    out = tmp_path / "where"
+    res = roleswap(cfg, "maintain", "db2", "--yes", "--json",
+                   "--run", f'echo "$ROLESWAP_SERVER $(ip -o -4 addr show dev eth0)" > {out}')
+    assert res.returncode == 0, res.stdout + res.stderr
+    text = out.read_text()
+    assert text.startswith("db2 ") and f"inet {hlab.h['hosts']['db2']['address']}/" in text, text
+    assert [s["name"] for s in json.loads(res.stdout)["steps"]] == ["run db2", "wait db2"]
