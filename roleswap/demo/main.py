@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -72,6 +73,18 @@ def _swap_line(r: SwapRun) -> str:
     vip = f", VIP moved in {r.vip_move_ms:.0f} ms" if r.vip_move_ms is not None else ""
     return (f"  swap {r.source} -> {r.target}: ok  pause window {r.pause_ms:.1f} ms, writes blocked "
             f"{r.write_block_ms:.1f} ms{vip}, whole swap {r.total_ms:.0f} ms")
+
+
+def show_progress(con: Console) -> Callable[[str, Summary | SwapRun], None]:
+    """The scenario's progress callback: the load line in place, one line per swap."""
+
+    def progress(_kind: str, what: Summary | SwapRun) -> None:
+        if isinstance(what, Summary):
+            con.progress(_load_line(what))
+        else:
+            con.line(_swap_line(what))
+
+    return progress
 
 
 def _vip_line(res: ScenarioResult, vip: str, problems: list[str]) -> str:
@@ -200,14 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         con.line(f"  load           {args.rate:.0f} req/s, half writes (POST /write), "
                  "half reads (GET /read/<id>)")
 
-        def progress(kind: str, what: Summary | SwapRun) -> None:
-            if isinstance(what, Summary):
-                con.progress(_load_line(what))
-            else:
-                con.line(_swap_line(what))
-
         res = run_scenario(lab.config_path, app.url, swaps=args.swaps, rate=args.rate, warmup=2.0,
-                           gap=2.0, settle=0.5, partner="db2", progress=progress)
+                           gap=2.0, settle=0.5, partner="db2", progress=show_progress(con))
         con.line(_load_line(res.load))
         vip = vip_address(lab) if lab.hosts else None
         extra = vip_problems(lab, res.consistency.primary) if lab.hosts else []
