@@ -207,6 +207,17 @@ def recover(obj: Ctx, yes: bool, as_json: bool, events: bool, abandon: bool) -> 
     sys.exit(run_recover(obj.config, yes=yes, mode=_mode(as_json, events), abandon=abandon))
 
 
+def runbook_output(fn: F) -> F:
+    """--yes, --json and --events, as maintain and rolling take them."""
+    for opt in reversed([
+        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end."),
+        click.option("--events", is_flag=True, help="Print one JSON object per line as things happen."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
 @cli.command()
 @click.argument("server")
 @click.option("--run", "cmd", required=True, metavar="CMD",
@@ -214,9 +225,7 @@ def recover(obj: Ctx, yes: bool, as_json: bool, events: bool, abandon: bool) -> 
 @click.option("--swap-back", is_flag=True, help="If SERVER was the primary, make it the primary again.")
 @click.option("--to", "target", metavar="NAME",
               help="If SERVER is the primary: the replica to swap to (default: the best one).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
-@click.option("--events", is_flag=True, help="Print one JSON object per line as things happen.")
+@runbook_output
 @swap_tuning
 @click.pass_obj
 @report_errors
@@ -235,9 +244,7 @@ def maintain(obj: Ctx, server: str, cmd: str, swap_back: bool, target: str | Non
               help="The maintenance command, run for each server in turn (ROLESWAP_SERVER names it).")
 @click.option("--to", "target", metavar="NAME",
               help="The replica the primary is swapped to for its turn (default: the best one).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
-@click.option("--events", is_flag=True, help="Print one JSON object per line as things happen.")
+@runbook_output
 @swap_tuning
 @click.pass_obj
 @report_errors

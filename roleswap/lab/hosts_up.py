@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,13 +79,7 @@ def lab_up_hosts(directory: Path, replicas: int, gtid: bool, cluster: str, subne
         keys = make_keys(directory, ips)
         template = ensure_template(engine, srv, say)
         acc = new_accounts()
-        lock = threading.Lock()
-
-        def record(node: LabNode) -> None:
-            with lock:
-                lab.nodes[:] = [n for n in lab.nodes if n.name != node.name] + [node]
-                lab.save()
-
+        record = lab.recorder()
         start_redis(directory / "redis", on_spawn=lambda r: record(
             LabNode("redis", "redis", r.pid, r.host, r.port, str(r.dir), r.marker)))
         specs = [NodeSpec(name=n, server_id=i + 1, port=MYSQL_PORT, dir=directory / n,

@@ -95,13 +95,8 @@ def lab_up(
                 name=f"db{i + 1}", server_id=i + 1, port=port, dir=directory / f"db{i + 1}",
                 replica=i > 0, gtid=gtid,
             ))
-        lock = threading.Lock()
-
-        def record(node: LabNode) -> None:
-            with lock:
-                lab.nodes[:] = [n for n in lab.nodes if n.name != node.name] + [node]
-                lab.save()
-
+        lock = threading.Lock()  # the ports picked so far (a retry picks another)
+        record = lab.recorder()
         start_redis(directory / "redis", on_spawn=lambda r: record(
             LabNode("redis", "redis", r.pid, r.host, r.port, str(r.dir), r.marker)))
         # Nodes start in parallel: server start-up is mostly waiting on fsync and init.

@@ -7,6 +7,8 @@ Written after *each* process starts, so a crash half-way still leaves enough for
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,3 +89,15 @@ class Lab:
         nodes = [LabNode(**n) for n in data.get("nodes", [])]
         return cls(Path(directory), nodes, data.get("cluster", "lab"), data.get("gtid", True),
                    data.get("hosts") or {}, data.get("server") or DEFAULT_SERVER)
+
+    def recorder(self) -> Callable[[LabNode], None]:
+        """A thread-safe ``record(node)``: replace the node of that name and save at once
+        (lab up starts nodes in parallel; each is on disk before the next can crash)."""
+        lock = threading.Lock()
+
+        def record(node: LabNode) -> None:
+            with lock:
+                self.nodes[:] = [n for n in self.nodes if n.name != node.name] + [node]
+                self.save()
+
+        return record
