@@ -138,11 +138,10 @@ def test_swap_under_writes_loses_nothing(cluster: RunningCluster) -> None:
 def test_swap_back_with_the_python_api(cluster: RunningCluster) -> None:
     """A second swap on the same cluster, through the API: the old primary became a
     healthy replica, and the API reports each step and the pause window."""
-    from roleswap import Cluster
-
     current = cluster.primary()
     target = "db1" if current != "db1" else "db2"
-    result = Cluster.from_config(cluster.config_path).swap(current, target)  # raises on failure
+    # cluster.api() is roleswap.Cluster.from_config(cluster.config_path)
+    result = cluster.api().swap(current, target)  # raises on failure, with a remedy
     assert result.ok and [s.status for s in result.steps] == ["done"] * len(result.steps)
     assert result.pause_ms is not None
     assert cluster.writable() == [target]

@@ -137,6 +137,9 @@ def health_problems(data: dict[str, Any]) -> list[str]:
     pending = data.get("interrupted_swap")
     if pending:
         out.append(f"interrupted swap {pending['swap_id']} ({pending['from']}->{pending['to']})")
+    rb = data.get("interrupted_runbook")
+    if rb:
+        out.append(f"interrupted {rb['kind']} runbook {rb['id']}")
     return out
 
 
@@ -186,6 +189,8 @@ def status_data(config: Config) -> dict[str, Any]:
         if pending is not None:
             data["swap_in_progress" if pending.running else "interrupted_swap"] = pending.as_dict()
             data["swap_who"] = pending.who()
+        if client is not None:
+            data.update(_runbook_state(client, config.cluster))
     finally:
         ctx.close()
     data["danger"] = dangers(data, sql_hints(next(
@@ -194,6 +199,23 @@ def status_data(config: Config) -> dict[str, Any]:
     data["health"] = {"ok": not problems, "problems": problems}
     data["health"]["summary"] = health_summary(data)
     return data
+
+
+def _runbook_state(client: redis.Redis, cluster: str) -> dict[str, Any]:
+    """``runbook_running`` / ``interrupted_runbook`` when a maintain/rolling runbook is open."""
+    from roleswap.coord.runbook import RunbookRecord, remaining
+
+    rb = RunbookRecord(client, cluster)
+    try:
+        rec = rb.load_open()
+        alive = rb.alive() if rec is not None else None
+    except redis.RedisError:
+        return {}
+    if rec is None:
+        return {}
+    info = {"id": rec.get("id"), "kind": rec.get("kind"), "host": rec.get("host"), "pid": rec.get("pid"),
+            "remaining": [s.get("what") for s in remaining(rec)]}
+    return {"runbook_running" if alive else "interrupted_runbook": info}
 
 
 def render_status(data: dict[str, Any], source: str = "the config") -> str:
@@ -236,6 +258,14 @@ def render_status(data: dict[str, Any], source: str = "the config") -> str:
     if running:
         lines.append(f"SWAP IN PROGRESS: {data['swap_who']}, now at {running['last_step']} "
                      f"({running['last_status']}); wait for it to finish (do not run `roleswap recover`)")
+    rb = data.get("runbook_running")
+    if rb:
+        lines.append(f"RUNBOOK RUNNING: {rb['kind']} {rb['id']} on {rb['host']} (pid {rb['pid']}); "
+                     f"next: {(rb['remaining'] or ['-'])[0]}")
+    rb = data.get("interrupted_runbook")
+    if rb:
+        lines.append(f"INTERRUPTED RUNBOOK {rb['kind']} {rb['id']}: steps not run: "
+                     f"{'; '.join(rb['remaining']) or 'none'}; run `roleswap recover`")
     pending = data.get("interrupted_swap")
     if pending:
         lines.append(f"INTERRUPTED SWAP {pending['swap_id']}: {pending['from']} -> {pending['to']}, "

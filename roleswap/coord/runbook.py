@@ -60,11 +60,14 @@ class RunbookRecord:
             self._beat()
 
     def alive(self) -> str | None:
-        """"host pid" of a runbook process that is running now, else None."""
+        """"host pid" of a runbook process that is running now, else None.  The liveness
+        key outlives a killed process by up to its TTL; a process on THIS host that is
+        gone is known dead at once."""
         if self.client is None:
             return None
         raw = self.client.get(runbook_alive_key(self.cluster))
-        return raw.decode() if isinstance(raw, bytes) else raw
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        return None if text is None or _dead_here(text) else text
 
     def step_done(self, index: int) -> None:
         self.record["done"].append(index)
@@ -107,3 +110,17 @@ def remaining(rec: dict[str, Any]) -> list[dict[str, str]]:
     """The plan's steps not done yet, in order."""
     done = set(rec.get("done", []))
     return [s for i, s in enumerate(rec.get("plan", [])) if i not in done]
+
+
+def _dead_here(alive: str) -> bool:
+    """True when ``alive`` ("host pid") names this host and a process that no longer runs."""
+    host, _, pid = alive.rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -44,8 +44,6 @@ def close_runbook(config: Config) -> list[str]:
         if rec is None:
             return []
         running = rb.alive()
-        if running and _dead_here(running):
-            running = None  # its process was on this host and is gone: no need to wait out the TTL
         if running:
             return [f"runbook {rec.get('id')} ({rec.get('kind')}) is running now ({running}); "
                     "left alone"]
@@ -59,23 +57,6 @@ def close_runbook(config: Config) -> list[str]:
     return [f"runbook {rec.get('id')} ({rec.get('kind')}, started on {rec.get('host')} pid {rec.get('pid')}) "
             f"was interrupted; closed it. Steps it did not run: {steps}. Re-run them (or the "
             "runbook) yourself once `roleswap status` looks right"]
-
-
-def _dead_here(alive: str) -> bool:
-    """True when ``alive`` ("host pid") names this host and a process that no longer runs."""
-    import os
-    import socket
-
-    host, _, pid = alive.rpartition(" ")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _recover(config: Config, *, abandon: bool, emit: OnEvent, confirm: ConfirmRecover) -> RecoverReport:

@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 from pymysql.connections import Connection
 
 from roleswap.config import Config, load_config
 from roleswap.errors import LabError
+
+if TYPE_CHECKING:
+    from roleswap.api import Cluster as RoleswapCluster
 
 __all__ = ["AppAccount", "ClusterError", "RunningCluster"]
 
@@ -105,6 +108,12 @@ class RunningCluster:
     def config(self) -> Config:
         """The parsed roleswap config (addresses and credentials only; never roles)."""
         return load_config(self.config_path)
+
+    def api(self) -> RoleswapCluster:
+        """roleswap's Python API on this cluster: ``roleswap_cluster.api().swap("db1", "db2")``."""
+        from roleswap.api import Cluster
+
+        return Cluster(self.config)
 
     def control(self, name: str) -> Connection[Any]:
         """A connection of roleswap's control account to ``name``: reads through it do not

@@ -93,6 +93,11 @@ def test_runbook_killed_mid_way_is_closed_by_recover(big_lab: RunningLab) -> Non
 
         os.killpg(proc.pid, signal.SIGKILL)  # roleswap and its command, mid-`run`
         proc.wait(10)
+    status = roleswap(lab, "status")
+    assert "INTERRUPTED RUNBOOK maintain" in status.stdout, status.stdout
+    assert "wait until db1 answers" in status.stdout
+    health = roleswap(lab, "status", "--check-health")
+    assert health.returncode == 8 and "interrupted maintain runbook" in health.stdout, health.stdout
     rec = roleswap(lab, "recover", "--yes")
     assert rec.returncode == 0, rec.stdout + rec.stderr
     out = rec.stdout
