@@ -151,7 +151,8 @@ def cli(ctx: click.Context, config_path: str | None, source: str | None, target:
         raise UsageError("--to needs --from (the primary to demote)", remedy="e.g. --from db1 --to db2")
     from roleswap.cli_swap import run_swap
 
-    sys.exit(run_swap(ctx.obj.config, source, target, opts))
+    sys.exit(run_swap(ctx.obj.config, source, target, _mode(opts.pop("as_json"), opts.pop("events")),
+                      opts))
 
 
 UNHEALTHY_EXIT = 8  # `status --check-health` (no other outcome uses it)

@@ -13,7 +13,8 @@ import click
 
 from roleswap.api import SWAP_OPTION_DEFAULTS, Cluster, NotConfirmedError
 from roleswap.config import Config
-from roleswap.errors import RoleSwapError, UsageError
+from roleswap.errors import RoleSwapError
+from roleswap.maintain import RunbookResult
 from roleswap.render import Renderer, swap_summary
 from roleswap.swap.recover import RecoverReport
 from roleswap.swap.runner import SwapResult
@@ -26,11 +27,8 @@ def swap_options(cli_opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_swap(config: Config, source: str, target: str | None, cli_opts: dict[str, Any]) -> int:
-    if cli_opts.get("as_json") and cli_opts.get("events"):
-        raise UsageError("--json and --events exclude each other",
-                         remedy="--json: one object at the end; --events: one line per event")
-    r = Renderer("events" if cli_opts.get("events") else "json" if cli_opts.get("as_json") else "text")
+def run_swap(config: Config, source: str, target: str | None, mode: str, cli_opts: dict[str, Any]) -> int:
+    r = Renderer(mode)
     cluster = Cluster(config)
     opts = swap_options(cli_opts)
     try:
@@ -134,7 +132,7 @@ def run_runbook(config: Config, kind: str, *, server: str | None, cmd: str, swap
         r.say("aborted; nothing changed")
         return 1
     except RoleSwapError as e:
-        r.failed(e, e.result.as_dict() if hasattr(e.result, "runbook_id") else None)
+        r.failed(e, e.result.as_dict() if isinstance(e.result, RunbookResult) else None)
         return e.exit_code
     if not r.machine:
         swaps = ", ".join(f"{s.source}->{s.target} (pause {s.pause_ms or 0:.1f} ms)" for s in res.swaps)

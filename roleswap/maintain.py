@@ -39,6 +39,8 @@ from roleswap.swap.target import choose_target
 
 if TYPE_CHECKING:
     from roleswap.api import Cluster
+    from roleswap.config import Config
+    from roleswap.mysql.topology import Topology
 
 PlanStep = dict[str, str]  # {"step", "server", "what"}
 SWAP_STEPS = ("swap-away", "swap-back")
@@ -69,11 +71,25 @@ class RunbookResult:
 # -- planning (reads only) ------------------------------------------------------------
 def plan_maintain(cluster: Cluster, server: str, *, swap_back: bool = False,
                   to: str | None = None) -> list[PlanStep]:
-    cfg = cluster.config
+    return _plan_one(cluster.config, cluster.status(), server, swap_back, to)
+
+
+def plan_rolling(cluster: Cluster, *, to: str | None = None) -> list[PlanStep]:
+    """Every replica, then the primary: planned from ONE read of the servers."""
+    topo = cluster.status()
+    primary = _the_primary(topo.writable())
+    steps: list[PlanStep] = []
+    for name in cluster.config.servers:
+        if name != primary:
+            steps += _plan_one(cluster.config, topo, name, False, None)
+    return steps + _plan_one(cluster.config, topo, primary, True, to)
+
+
+def _plan_one(cfg: Config, topo: Topology, server: str, swap_back: bool,
+              to: str | None) -> list[PlanStep]:
     if server not in cfg.servers:
         raise UsageError(f"{server!r} is not a configured server",
                          remedy=f"use one of: {', '.join(cfg.servers)}")
-    topo = cluster.status()
     primary = _the_primary(topo.writable())
     steps: list[PlanStep] = []
     if server == primary:
@@ -90,16 +106,6 @@ def plan_maintain(cluster: Cluster, server: str, *, swap_back: bool = False,
         steps.append({"step": "swap-back", "server": steps[0]["to"], "to": server,
                       "what": f"swap the primary back {steps[0]['to']} -> {server}"})
     return steps
-
-
-def plan_rolling(cluster: Cluster, *, to: str | None = None) -> list[PlanStep]:
-    topo = cluster.status()
-    primary = _the_primary(topo.writable())
-    steps: list[PlanStep] = []
-    for name in cluster.config.servers:
-        if name != primary:
-            steps += plan_maintain(cluster, name)
-    return steps + plan_maintain(cluster, primary, swap_back=True, to=to)
 
 
 def _the_primary(writable: list[Any]) -> str:

@@ -9,7 +9,7 @@ one JSON object per line, as it happens (NDJSON, for CI logs); the last line is 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,6 +27,9 @@ from roleswap.events import (
     SwapBegins,
     TargetChosen,
 )
+
+if TYPE_CHECKING:
+    from roleswap.swap.flow import PlanLine
 
 _MARK = {"ok": click.style("ok  ", fg="green"), "warn": click.style("WARN", fg="yellow"),
          "fail": click.style("FAIL", fg="red")}
@@ -49,6 +52,7 @@ class Renderer:
         self._in_checks = False
         self._in_steps = False
         self.final: dict[str, Any] | None = None
+        self.plan_lines: tuple[PlanLine, ...] = ()  # the last PlanReady's, for show_plan
 
     # -- events ---------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:
@@ -110,7 +114,7 @@ class Renderer:
         if self.machine:
             return
         click.echo("plan")
-        for i, line in enumerate(getattr(self, "plan_lines", ()), 1):
+        for i, line in enumerate(self.plan_lines, 1):
             tag = "" if line.undo else "  (no undo needed)"
             click.echo(f"  {i:2}. {line.step:<16} {line.title}{tag}")
 

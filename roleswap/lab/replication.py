@@ -35,6 +35,13 @@ def node_dialect(cur: pymysql.cursors.Cursor) -> Dialect:
     return dialect_for(str(row[0] if row else ""))
 
 
+def replica_of(cur: pymysql.cursors.Cursor, d: Dialect | None = None) -> ReplicaStatus | None:
+    """The replication channel of the server ``cur`` is connected to (None: no channel),
+    read with its own dialect (``d``, or asked of the server)."""
+    rows = _run(cur, [(d or node_dialect(cur)).replica_status()])
+    return ReplicaStatus.from_row(rows[0]) if rows else None
+
+
 def _run(cur: pymysql.cursors.Cursor, stmts: list[Stmt]) -> list[dict[str, Any]]:
     """Run statements; the rows of the last one as dicts."""
     rows: list[dict[str, Any]] = []
@@ -105,10 +112,9 @@ def prove_replication(specs: list[NodeSpec], gtid: bool, timeout: float = 30.0) 
                 else:
                     waited = _run(cur, [rd.wait_for_pos(*file_pos, timeout)])
                     reached = pos_wait_reached(next(iter(waited[0].values())))
-                rows = _run(cur, [rd.replica_status()])
+                st_ = replica_of(cur, rd)
         finally:
             rc.close()
-        st_ = ReplicaStatus.from_row(rows[0]) if rows else None
         if not reached or st_ is None or st_.io_state != "Yes" or not st_.sql_running:
             detail = (f"IO={st_.io_state} SQL={'Yes' if st_.sql_running else 'No'} "
                       f"{st_.last_io_error}{st_.last_sql_error}" if st_ else "no replication channel")

@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pymysql
 
 from roleswap.errors import LabError, UsageError
 from roleswap.lab.node import root_connect_socket
 from roleswap.lab.nodes import start_node_again, stop_node
+from roleswap.lab.replication import replica_of
 from roleswap.lab.state import Lab
-from roleswap.mysql.dialect import ReplicaStatus, dialect_for
+from roleswap.mysql.dialect import ReplicaStatus
 
 _KEY = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _VALUE = re.compile(r"^[A-Za-z0-9_.:/+,-]{1,200}$")
@@ -90,7 +90,7 @@ def restart(lab_dir: Path | str, name: str, settings: dict[str, str] | None = No
     cnf = Path(node.dir) / "my.cnf"
     t0 = time.monotonic()
     new_text = with_settings(cnf.read_text(), settings) if settings else None  # refuse before stopping
-    was = "replica" if _replica_row(lab, name) else "primary"
+    was = "replica" if _replica(lab, name) else "primary"
     stop_node(lab.dir, name)
     if new_text is not None:
         tmp = cnf.with_suffix(".tmp")
@@ -102,22 +102,15 @@ def restart(lab_dir: Path | str, name: str, settings: dict[str, str] | None = No
     return f"{name} restarted (pid {pid}{changed}) in {time.monotonic() - t0:.1f}s; {state}"
 
 
-def _replica_row(lab: Lab, name: str) -> dict[str, Any] | None:
-    """``name``'s replication status row (None: no channel, or not answering)."""
-    sock = Path(lab.node(name).dir) / "mysqld.sock"
+def _replica(lab: Lab, name: str) -> ReplicaStatus | None:
+    """``name``'s replication channel (None: no channel, or not answering)."""
     try:
-        conn = root_connect_socket(sock, timeout=5)
+        conn = root_connect_socket(Path(lab.node(name).dir) / "mysqld.sock", timeout=5)
     except pymysql.MySQLError:
         return None
     try:
-        with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("SELECT VERSION() AS v")
-            version = cur.fetchone() or {}
-            d = dialect_for(str(version.get("v", "")))
-            sql, params = d.replica_status()
-            cur.execute(sql, params or None)
-            row = cur.fetchone()
-            return dict(row) if row else None
+        with conn.cursor() as cur:
+            return replica_of(cur)
     finally:
         conn.close()
 
@@ -128,8 +121,8 @@ def _wait_replicating(lab: Lab, name: str, was: str, timeout: float) -> str:
                 "`roleswap recover` reopens it")
     deadline = time.monotonic() + timeout
     while True:
-        row = _replica_row(lab, name)
-        if row is not None and ReplicaStatus.from_row(row).running:
+        r = _replica(lab, name)
+        if r is not None and r.running:
             return "replicating again, both threads running"
         if time.monotonic() > deadline:
             raise LabError(f"{name} restarted but its replication threads are not both running "

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from roleswap.errors import PreflightError, RoleSwapError
+from roleswap.errors import PreflightError
 from roleswap.swap.check import Check
 from roleswap.swap.context import SwapContext
 from roleswap.swap.plan import build_plan
@@ -102,6 +102,4 @@ def take_lock_first(ctx: SwapContext) -> None:
         raise PreflightError(f"could not take the cluster lock: Redis {type(e).__name__}; "
                              "nothing was changed",
                              remedy=f"check [redis] url in {ctx.config.source}") from None
-    except RoleSwapError:
-        raise
     ctx.journal.record.setdefault("state", {})["lock_token"] = lock.token
