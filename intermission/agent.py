@@ -15,8 +15,12 @@
   A token that was resumed never pauses this process again (stale events, or a lease
   re-created after the resume record was lost).
 * Heartbeat: writes this process's :class:`~intermission.protocol.ProcessInfo` with a
-  TTL every ``heartbeat_interval``, and at once (with an ack notification) whenever the
-  gate asks -- on pause/resume and on every in-flight change while paused.
+  TTL every ``heartbeat_interval``, and on changes the gate reports: at once, with an ack
+  notification, when a pause is applied or the in-flight count reaches 0 while paused
+  (what a drain wait waits for); batched, at most ``LAZY_BEAT_DELAY`` later, for other
+  in-flight changes while paused (with an ack notification) and for status-only
+  changes such as held counts or a resume (without one, and after the released
+  requests have been handed to their threads / event loops).
 * Redis unreachable: the gate fails open (after at most ``startup_wait`` on the very
   first requests of a process), a warning is logged at most every 30 s, and reconnects
   back off up to 2 s.  A pause already applied still ends at its deadline.
@@ -45,16 +49,19 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from intermission import client
 from intermission import protocol as p
 from intermission.errors import ProtocolError
-from intermission.state import Gate, Snapshot
+from intermission.state import ACK, PROGRESS, STATUS, Gate, Snapshot
 from intermission.store import Store
 
 log = logging.getLogger("intermission")
 
 _AGENTS: weakref.WeakSet[Agent] = weakref.WeakSet()
 WARN_EVERY = 30.0
-MIN_BEAT_GAP = 0.005
+# a change no drain wait is waiting for is written this long after it happened, batched
+# with the changes that follow (bounds the heartbeat rate of a busy paused process)
+LAZY_BEAT_DELAY = 0.02
 ENDED_GRACE = 0.25
 
 
@@ -92,7 +99,10 @@ class Agent:
         self._resumed: deque[str] = deque(maxlen=64)  # released here by a resume
         self._missing: str | None = None  # paused token whose key we found gone (logged)
         self._stop = threading.Event()
-        self._beat_now = threading.Event()
+        self._beat_now = threading.Event()  # the heartbeat is stale
+        self._ack_now = threading.Event()  # ... and a drain wait needs it now
+        self._level = STATUS  # highest Gate.notify level since the last heartbeat
+        self._level_lock = threading.Lock()
         self.proc_id = ""
         self.store: Store | None = None
         _AGENTS.add(self)
@@ -110,7 +120,10 @@ class Agent:
             self.started_at = time.time()
             self._stop = threading.Event()
             self._beat_now = threading.Event()
-            self.gate.notify = self._beat_now.set
+            self._ack_now = threading.Event()
+            self._level_lock = threading.Lock()
+            self._level = STATUS
+            self.gate.notify = self._changed
             self.store = Store(self._client(), self.scope)
             for target, name in ((self._watch, "watch"), (self._beat, "heartbeat")):
                 threading.Thread(target=target, name=f"intermission-{name}", daemon=True).start()
@@ -124,7 +137,7 @@ class Agent:
             return self._given_client
         if self.redis_url is None:  # pragma: no cover - options validation prevents it
             raise ValueError("either redis_url or redis is required")
-        return redis.Redis.from_url(
+        return client.connect(
             self.redis_url,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=max(1.0, self.connect_timeout),
@@ -233,7 +246,8 @@ class Agent:
             self._missing = token
             left = max(0.0, gate.deadline - time.monotonic())
             log.warning("intermission: the key of pause %s of scope %r is gone from Redis "
-                        "(restarted without persistence, or deleted) and it was not resumed; "
+                        "(restarted without persistence, a failover to a replica that lacked "
+                        "it, or deleted) and it was not resumed; "
                         "still holding requests until the pauser re-asserts or resumes it, "
                         "at most until its local expiry in %.1fs", token, self.scope, left)
 
@@ -276,7 +290,7 @@ class Agent:
 
     def _unreachable(self, exc: BaseException) -> None:
         self.redis_ok = False
-        where = p.mask_url(self.redis_url) if self.redis_url else "the given Redis client"
+        where = client.describe(self.redis_url) if self.redis_url else "the given Redis client"
         if self.gate.paused:
             what = ("requests stay held until a resume or the pause's local expiry in "
                     f"{max(0.0, self.gate.deadline - time.monotonic()):.1f}s")
@@ -294,21 +308,34 @@ class Agent:
 
     # ------------------------------------------------------------ heartbeat
 
+    def _changed(self, level: int) -> None:
+        """``Gate.notify``: the heartbeat is stale; ``level`` says how urgently."""
+        with self._level_lock:
+            self._level = max(self._level, level)
+        if level == ACK:
+            self._ack_now.set()
+        self._beat_now.set()
+
     def _beat(self) -> None:
-        stop, beat_now, store, gate = self._stop, self._beat_now, self.store, self.gate
+        stop, beat_now, ack_now = self._stop, self._beat_now, self._ack_now
+        store, gate = self.store, self.gate
         if store is None:  # pragma: no cover
             return
         while not stop.is_set():
-            notify = beat_now.is_set()
+            if beat_now.is_set() and not ack_now.is_set():
+                # nothing a drain wait needs at once: batch it (an ACK cuts the wait short)
+                ack_now.wait(LAZY_BEAT_DELAY)
+            # clear before reading, so a change from now on triggers one more beat
             beat_now.clear()
+            ack_now.clear()
+            with self._level_lock:
+                level, self._level = self._level, STATUS
             snap = gate.snapshot()
             # the watcher reports unreachability; heartbeats just resume later
             with contextlib.suppress(redis.RedisError, OSError):
-                store.heartbeat(self._info(snap), self.heartbeat_ttl, notify=notify)
+                store.heartbeat(self._info(snap), self.heartbeat_ttl, notify=level >= PROGRESS)
             gate.exporter.sync(held=snap.held, in_flight=snap.in_flight,
                                paused=snap.paused, stats=snap.metrics)
-            if notify:
-                stop.wait(MIN_BEAT_GAP)  # coalesce bursts of changes into one write
             beat_now.wait(self.heartbeat_interval)
 
     def _info(self, snap: Snapshot) -> p.ProcessInfo:

@@ -67,7 +67,8 @@ scope_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--redis", "url", envvar="INTERMISSION_REDIS_URL", show_envvar=True,
-              default=DEFAULT_URL, show_default=True, help="Redis URL (a password is never printed).")
+              default=DEFAULT_URL, show_default=True, help="Redis URL: redis://, rediss://, unix:// or "
+              "redis+sentinel://[:PW@]HOST:PORT,.../MASTER[/DB] (a password is never printed).")
 @click.pass_context
 def cli(ctx: click.Context, url: str) -> None:
     """Hold web requests during maintenance: pause, resume, status."""
@@ -95,7 +96,8 @@ def pause(ctx: click.Context, scope: str, ttl: float, reason: str, owner: str | 
     itself at expiry unless resumed first (use the Python Controller for a renewed
     pause).  Held requests wait at most the middleware's max_hold, then get a 503."""
     ctl = _controller(ctx, scope)
-    handle = ctl.pause(reason, ttl, owner=owner, token=token, auto_renew=False)
+    handle = ctl.pause(reason, ttl, owner=owner, token=token, auto_renew=False,
+                       prepare_drain=wait_drain is not None)
     lease = handle.lease
     out: dict[str, Any] = {"scope": scope, "paused": True, "lease": asdict(lease)}
     if not as_json:

@@ -19,18 +19,22 @@ everywhere (see :mod:`intermission.handle`).
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import redis
 
+from intermission import drain
 from intermission import protocol as p
+from intermission.client import connect
+from intermission.client import describe as describe_address
+from intermission.client import parse as parse_address
+from intermission.drain import DrainReport, pending_for
 from intermission.errors import (
     LeaseLostError,
     PauseConflictError,
@@ -45,37 +49,6 @@ T = TypeVar("T")
 
 __all__ = ["Controller", "DrainReport", "PauseHandle", "Reassertion", "Status",
            "describe_resume", "pending_for"]
-
-
-@dataclass(frozen=True)
-class DrainReport:
-    """Result of :meth:`PauseHandle.wait_drained`.  ``pending`` lists every live process
-    that has not acknowledged the pause or still has requests in flight, with why."""
-
-    token: str
-    drained: bool
-    elapsed: float
-    processes: list[p.ProcessInfo]
-    pending: list[tuple[p.ProcessInfo, str]]
-    error: str | None = None
-
-    def __str__(self) -> str:
-        head = "drained" if self.drained else "NOT drained"
-        lines = [f"{head} after {self.elapsed * 1000:.1f} ms: "
-                 f"{len(self.processes)} live process(es), {len(self.pending)} pending"]
-        lines += [f"  {info.id} (pid {info.pid}): {why}" for info, why in self.pending]
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "token": self.token, "drained": self.drained, "elapsed": round(self.elapsed, 6),
-            "processes": [asdict(i) for i in self.processes],
-            "pending": [{"id": i.id, "pid": i.pid, "host": i.host, "why": why}
-                        for i, why in self.pending],
-            "error": self.error,
-        }
 
 
 @dataclass(frozen=True)
@@ -100,31 +73,19 @@ class Status:
         }
 
 
-def pending_for(token: str, processes: list[p.ProcessInfo]) -> list[tuple[p.ProcessInfo, str]]:
-    out = []
-    for info in processes:
-        if info.acked_token != token:
-            why = "has not acknowledged the pause"
-            if not info.redis_ok:
-                why += " (it reports Redis unreachable)"
-            out.append((info, why))
-        elif info.in_flight > 0:
-            out.append((info, f"{info.in_flight} request(s) still in flight"))
-    return out
-
-
 class Controller:
-    """Pause control for one scope.  ``redis``: a client or a URL (we then use short
-    socket timeouts so no call can hang)."""
+    """Pause control for one scope.  ``redis``: a client or a URL -- ``redis://...`` or
+    ``redis+sentinel://...`` (see :mod:`intermission.client`); we then use short socket
+    timeouts, for the sentinels too, so no call can hang)."""
 
     def __init__(self, redis_client: redis.Redis | str, scope: str, *,
                  socket_timeout: float = 2.0) -> None:
         self.scope = p.validate_scope(scope)
         if isinstance(redis_client, str):
-            self.url = p.mask_url(redis_client)
-            client = redis.Redis.from_url(
-                redis_client, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-            )
+            address = parse_address(redis_client)
+            self.url = describe_address(address)
+            client = connect(address, socket_timeout=socket_timeout,
+                             socket_connect_timeout=socket_timeout)
         else:
             self.url = "the given Redis client"
             client = redis_client
@@ -137,7 +98,8 @@ class Controller:
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise RedisUnavailableError(
                 f"cannot reach Redis at {self.url}: {exc}",
-                remedy="check that redis-server runs and the URL/password are right "
+                remedy="check that redis-server runs (for redis+sentinel://: that the "
+                       "sentinels run and know the master) and the URL/password are right "
                        "(--redis or INTERMISSION_REDIS_URL)",
             ) from exc
         except redis.AuthenticationError as exc:
@@ -145,9 +107,15 @@ class Controller:
                                         remedy="fix the password in the URL") from exc
 
     def pause(self, reason: str = "", ttl: float = 30.0, *, owner: str | None = None,
-              token: str | None = None, auto_renew: bool = True) -> PauseHandle:
+              token: str | None = None, auto_renew: bool = True,
+              prepare_drain: bool = True, acks: Any = None) -> PauseHandle:
         """Start a pause (or re-assert ours: same ``token`` = idempotent retry).
 
+        ``prepare_drain``: subscribe to the acks channel before setting the lease, so the
+        handle's first :meth:`PauseHandle.wait_drained` starts with no connection setup
+        inside the pause window (the subscription is closed by that wait or by resume).
+        ``acks``: a subscription from :meth:`open_acks` made earlier (then even its setup
+        is outside this call); it is the handle's from here on.
         Raises PauseConflictError if another pause is active, LeaseLostError if
         ``token`` was already resumed, RedisUnavailableError if Redis is unreachable.
         """
@@ -158,14 +126,27 @@ class Controller:
             reason=reason, owner=owner if owner is not None else default_owner(),
             started_at=now, expires_at=now + ttl, ttl=ttl,
         )
-        sent = time.monotonic()
-        res = self._call(lambda: self.store.set_lease(lease, renew=False))
-        if res.outcome is SetLease.ALREADY_RESUMED:
-            raise LeaseLostError(f"pause {lease.token} was already resumed",
-                                 remedy="use a new token for a new pause")
-        if res.outcome is SetLease.CONFLICT:
-            raise conflict(self.scope, res.current, res.current_ttl)
-        return PauseHandle(self, lease, auto_renew, valid_until=sent + ttl)
+        if acks is None and prepare_drain:
+            acks = drain.open_acks(self.client, self.store.acks)
+        try:
+            sent = time.monotonic()
+            res = self._call(lambda: self.store.set_lease(lease, renew=False))
+            if res.outcome is SetLease.ALREADY_RESUMED:
+                raise LeaseLostError(f"pause {lease.token} was already resumed",
+                                     remedy="use a new token for a new pause")
+            if res.outcome is SetLease.CONFLICT:
+                raise conflict(self.scope, res.current, res.current_ttl)
+        except BaseException:
+            drain.close_acks(acks)
+            raise
+        return PauseHandle(self, lease, auto_renew, valid_until=sent + ttl, acks=acks)
+
+    def open_acks(self) -> Any:
+        """Subscribe to this scope's acks now, ahead of a :meth:`pause` (``acks=``): a
+        pauser with time before its pause (roleswap's pre-sync) keeps the connection setup
+        out of the pause window.  None if Redis refused (the wait then subscribes itself).
+        Close an unused one with :func:`intermission.drain.close_acks`."""
+        return drain.open_acks(self.client, self.store.acks)
 
     def attach(self, token: str, *, auto_renew: bool = False) -> PauseHandle:
         """A handle on the active pause ``token`` (e.g. after the pauser crashed)."""
@@ -227,65 +208,19 @@ class Controller:
         return Status(self.scope, state.lease, state.ttl_remaining, procs, state.last_resume)
 
     def wait_drained(self, token: str, timeout: float, *,
-                     in_force: Callable[[], bool] | None = None) -> DrainReport:
+                     in_force: Callable[[], bool] | None = None, acks: Any = None) -> DrainReport:
         """Return once every live process acknowledged ``token`` with 0 in flight, or at
-        ``timeout`` (seconds) with who has not.  Wakes on ack notifications, polls every
-        100 ms as a fallback; Redis errors are retried until the timeout, never raised.
-        A missing key ends the wait as "no longer active" unless ``in_force()`` says the
-        pause still holds (the key was lost, e.g. Redis restarted) and it was not resumed."""
+        ``timeout`` (seconds) with who has not.  Wakes on ack notifications and re-reads
+        only the processes that acked, re-reads everything every 100 ms as a fallback and
+        before answering drained (see :mod:`intermission.drain`); Redis errors are retried
+        until the timeout, never raised.  A missing key ends the wait as "no longer
+        active" unless ``in_force()`` says the pause still holds (the key was lost, e.g.
+        Redis restarted) and it was not resumed.  ``acks``: an ack subscription opened
+        before the pause (``PauseHandle`` passes the one ``pause()`` prepared); the
+        caller keeps ownership of it."""
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
             raise ValueError(f"timeout must be a number of seconds >= 0; got {timeout!r}")
-        start = time.monotonic()
-        deadline = start + timeout
-        procs: list[p.ProcessInfo] = []
-        error: str | None = None
-        with self._ack_subscription() as pubsub:
-            while True:
-                try:
-                    state = self.store.read()
-                    procs = self.store.processes()
-                    error = None
-                    lost_key = (state.lease is None and in_force is not None and in_force()
-                                and (state.last_resume is None
-                                     or state.last_resume.token != token))
-                    if not lost_key and (state.lease is None or state.lease.token != token):
-                        error = "the pause is no longer active (expired, resumed or replaced)"
-                except (redis.RedisError, OSError, ProtocolError) as exc:
-                    error = f"Redis: {exc}"
-                pending = pending_for(token, procs)
-                now = time.monotonic()
-                done = not pending and error is None
-                lost = error is not None and error.startswith("the pause")
-                if done or lost or now >= deadline:
-                    return DrainReport(token, done, now - start, procs, pending, error)
-                _wait_ack(pubsub, min(0.1, deadline - now))
-
-    @contextlib.contextmanager
-    def _ack_subscription(self) -> Iterator[Any]:
-        pubsub = None
-        try:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(self.store.acks)
-        except (redis.RedisError, OSError):
-            pubsub = None
-        try:
-            yield pubsub
-        finally:
-            if pubsub is not None:
-                with contextlib.suppress(redis.RedisError, OSError):
-                    pubsub.close()
-
-
-def _wait_ack(pubsub: Any, timeout: float) -> None:
-    if pubsub is None:
-        time.sleep(min(timeout, 0.02))
-        return
-    try:
-        msg = pubsub.get_message(timeout=timeout)
-        while msg is not None:  # swallow the burst, then re-read once
-            msg = pubsub.get_message(timeout=0.0)
-    except (redis.RedisError, OSError):
-        time.sleep(min(timeout, 0.02))
+        return drain.wait_drained(self.store, token, timeout, in_force=in_force, acks=acks)
 
 
 def default_owner() -> str:

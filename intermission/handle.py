@@ -30,11 +30,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from intermission import protocol as p
+from intermission.drain import close_acks
 from intermission.errors import LeaseLostError, RedisUnavailableError
 from intermission.store import ResumeOutcome, SetLease, SetLeaseResult
 
 if TYPE_CHECKING:
-    from intermission.controller import Controller, DrainReport
+    from intermission.controller import Controller
+    from intermission.drain import DrainReport
 
 log = logging.getLogger("intermission")
 
@@ -80,8 +82,11 @@ class PauseHandle:
     is the lease's end on this host's monotonic clock."""
 
     def __init__(self, controller: Controller, lease: p.Lease, auto_renew: bool, *,
-                 valid_until: float | None = None) -> None:
+                 valid_until: float | None = None, acks: Any = None) -> None:
         self.controller = controller
+        # an ack subscription opened before the lease was set (Controller.pause), for the
+        # first wait_drained; closed by that wait or at resume
+        self._acks = acks
         self.lease = lease
         self.lost: str | None = None
         self.reasserted: list[Reassertion] = []
@@ -181,25 +186,40 @@ class PauseHandle:
 
     def wait_drained(self, timeout: float) -> DrainReport:
         """:meth:`Controller.wait_drained` for this pause; a key lost while our lease is
-        valid does not end the wait (processes still hold; the renew loop re-asserts)."""
-        return self.controller.wait_drained(
-            self.token, timeout,
-            in_force=lambda: self.outcome is None and time.monotonic() < self.valid_until)
+        valid does not end the wait (processes still hold; the renew loop re-asserts).
+        The first call uses the subscription ``Controller.pause`` opened before the pause
+        began (none is set up inside the window); later calls open their own."""
+        acks, self._acks = self._acks, None
+        try:
+            return self.controller.wait_drained(
+                self.token, timeout, acks=acks,
+                in_force=lambda: self.outcome is None and time.monotonic() < self.valid_until)
+        finally:
+            close_acks(acks)
 
     def resume(self, payload: dict[str, Any] | None = None) -> ResumeOutcome:
         """End this pause (idempotent: a second call reports ``ALREADY_RESUMED``).
 
         If the key is gone while our lease is still valid by our clock, the pause is
-        ended anyway (``RESUMED_AFTER_LOSS``); :meth:`describe` words the outcome."""
-        self.stop_renewing()
-        with self._lock:
-            if self.outcome is not None:
-                return ResumeOutcome.ALREADY_RESUMED  # by us: no need to ask Redis
-            in_force = time.monotonic() < self.valid_until
-            outcome = self.controller.resume(token=self.token, payload=payload,
-                                             in_force=in_force)
-            if outcome.ended:
-                self.outcome = outcome
+        ended anyway (``RESUMED_AFTER_LOSS``); :meth:`describe` words the outcome.
+
+        The renew thread is told to stop first but joined only after the resume was
+        sent: a renew in progress finishes before the resume (``_lock``), none starts
+        after it, and waiting for the thread to exit is not part of the pause window."""
+        self._stop.set()
+        try:
+            with self._lock:
+                if self.outcome is not None:
+                    return ResumeOutcome.ALREADY_RESUMED  # by us: no need to ask Redis
+                in_force = time.monotonic() < self.valid_until
+                outcome = self.controller.resume(token=self.token, payload=payload,
+                                                 in_force=in_force)
+                if outcome.ended:
+                    self.outcome = outcome
+        finally:
+            self.stop_renewing()
+            acks, self._acks = self._acks, None
+            close_acks(acks)
         if outcome is ResumeOutcome.RESUMED_AFTER_LOSS:
             log.warning("intermission: pause %s of scope %r: %s", self.token,
                         self.controller.scope, self.describe(outcome))

@@ -114,10 +114,13 @@ class Exporter:
         self._last: dict[str, float] = {}
         self._enabled = _prometheus() is not None
 
-    def observe_hold(self, seconds: float) -> None:
+    def observe_holds(self, seconds: list[float]) -> None:
+        """Record the hold durations of a batch of released requests."""
         fam = _prometheus() if self._enabled else None
-        if fam:
-            fam["hold"].labels(self.scope).observe(seconds)
+        if fam and seconds:
+            hist = fam["hold"].labels(self.scope)  # looked up once per batch
+            for s in seconds:
+                hist.observe(s)
 
     def sync(self, *, held: int, in_flight: int, paused: bool, stats: dict[str, float]) -> None:
         fam = _prometheus() if self._enabled else None

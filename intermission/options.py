@@ -16,6 +16,7 @@ import redis
 
 from intermission import protocol as p
 from intermission.agent import Agent
+from intermission.client import parse as parse_address
 from intermission.state import Gate
 
 ENV_URL = "INTERMISSION_REDIS_URL"
@@ -135,11 +136,12 @@ def build(
         client = redis_client  # type: ignore[assignment]
     else:
         url = redis_url if redis_url is not None else os.environ.get(ENV_URL)  # type: ignore[assignment]
-        if not isinstance(url, str) or not re.match(r"^(redis|rediss|unix)://", url):
+        try:
+            parse_address(url)
+        except ValueError as exc:
             raise ValueError(
-                "redis_url must be a redis://, rediss:// or unix:// URL (or set "
-                f"{ENV_URL}, or pass redis=<client>); got {p.mask_url(str(url))!r}"
-            )
+                f"redis_url {exc} (or set {ENV_URL}, or pass redis=<client>)"
+            ) from None
     hold = _number("max_hold", max_hold, 0.0, 3600.0, low_open=True)
     rate = None
     if release_rate is not None:

@@ -35,7 +35,7 @@ import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from intermission.errors import ProtocolError
 
@@ -116,18 +116,26 @@ def acks_channel(scope: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+    """``url`` with any password replaced by ``***`` (safe to print or log): the one in
+    the user info, also for a multi-host ``redis+sentinel://`` URL, and the value of any
+    query parameter whose name looks like a secret (``?sentinel_password=...``: names
+    containing pass, pw, secret, token or auth)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable redis url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    query = re.sub(r"((?:^|&)[^=&]*(?:pass|pw|secret|token|auth)[^=&]*=)[^&]*", r"\1***",
+                   parts.query, flags=re.I)
+    out = url.split("#", 1)[0] if parts.fragment else url
+    if netloc != parts.netloc:
+        out = out.replace(parts.netloc, netloc, 1)
+    if query != parts.query:
+        out = out.replace(f"?{parts.query}", f"?{query}", 1)
+    return out
 
 
 # ----------------------------------------------------------------- helpers
@@ -205,8 +213,11 @@ class Lease:
 
     @classmethod
     def decode(cls, raw: bytes | str | None) -> Lease:
-        what = "pause lease"
-        obj = _loads(raw, what)
+        return cls.from_obj(_loads(raw, "pause lease"))
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any], what: str = "pause lease") -> Lease:
+        """A lease from an already parsed JSON object (the version is not checked here)."""
         try:
             return cls(
                 token=_get(obj, "token", str, what),
@@ -285,7 +296,7 @@ class Event:
             raw_lease = obj.get("lease")
             if not isinstance(raw_lease, dict):
                 raise ProtocolError(f"{what}: {kind} without a lease")
-            lease = Lease.decode(json.dumps({"v": VERSION, **raw_lease}))
+            lease = Lease.from_obj(raw_lease)  # parsed once: this runs in every process
             if lease.token != token:
                 raise ProtocolError(f"{what}: token does not match the lease")
         payload = obj.get("payload")
@@ -320,7 +331,15 @@ class ProcessInfo:
     hold_buckets: list[list[float]] = field(default_factory=list)
 
     def encode(self) -> str:
-        return _dumps(asdict(self))
+        # the same JSON as ``_dumps(asdict(self))``, built by hand: asdict deep-copies the
+        # metrics, and this runs on every heartbeat of every process (a test keeps them equal)
+        return _dumps({
+            "id": self.id, "host": self.host, "pid": self.pid, "kind": self.kind,
+            "started_at": self.started_at, "updated_at": self.updated_at,
+            "in_flight": self.in_flight, "held": self.held, "paused": self.paused,
+            "acked_token": self.acked_token, "redis_ok": self.redis_ok,
+            "metrics": self.metrics, "hold_buckets": self.hold_buckets,
+        })
 
     @classmethod
     def decode(cls, raw: bytes | str | None) -> ProcessInfo:

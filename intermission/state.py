@@ -33,6 +33,12 @@ from intermission.metrics import Exporter, HoldStats
 log = logging.getLogger("intermission")
 
 HELD, RELEASED, TIMED_OUT, CANCELLED = 0, 1, 2, 3
+# What a change means to a drain wait (the argument of ``Gate.notify``):
+#   STATUS    counts only ``intermission status`` shows (held, resumed, timed out);
+#   PROGRESS  the in-flight count fell while paused but is not 0 yet;
+#   ACK       a new pause applied, or the in-flight count reached 0 while paused: what a
+#             drain wait is waiting for.
+STATUS, PROGRESS, ACK = 0, 1, 2
 Hook = Callable[..., Any]
 
 
@@ -91,8 +97,8 @@ class Gate:
         self.on_resume = on_resume
         self.hook_timeout = hook_timeout
         self.exporter = Exporter(scope)
-        # called (outside the lock) when the heartbeat should be pushed now
-        self.notify: Callable[[], None] = lambda: None
+        # called (outside the lock) with STATUS/PROGRESS/ACK when the heartbeat is stale
+        self.notify: Callable[[int], None] = lambda level: None
         self.reset()
 
     def reset(self) -> None:
@@ -128,11 +134,12 @@ class Gate:
         with self.lock:
             self.in_flight -= 1
             paused = self.paused
+            drained = paused and self.in_flight == 0
             if paced:
                 self.released_active -= 1
                 self.cond.notify_all()
-        if paused:
-            self.notify()  # let a drain wait see the count change at once
+        if paused:  # a drain wait hears of the last request at once, of the others batched
+            self.notify(ACK if drained else PROGRESS)
 
     def leave_paced(self) -> None:
         """A request released by the pacer has finished."""
@@ -146,7 +153,7 @@ class Gate:
                 w.state = RELEASED
                 return True
             self._enqueue(w)
-        self.notify()  # status shows the held count live (the heartbeat coalesces bursts)
+        self.notify(STATUS)  # status shows the held count (the heartbeat batches bursts)
         return False
 
     def hold_thread(self) -> Waiter:
@@ -161,7 +168,7 @@ class Gate:
             with self.lock:
                 if w.state == HELD:
                     self._give_up(w, TIMED_OUT)
-            self.notify()
+            self.notify(STATUS)
         if w.state == RELEASED and w.chained:
             self._wake_next_chained()
         return w
@@ -197,7 +204,7 @@ class Gate:
             if w.state != HELD:
                 return  # released meanwhile; the release callback resolves the future
             self._give_up(w, TIMED_OUT)
-        self.notify()
+        self.notify(STATUS)
         if w.future is not None and not w.future.done():
             w.future.set_result(None)
 
@@ -277,18 +284,21 @@ class Gate:
     # ------------------------------------------------------------ internals (no lock)
 
     def _wake(self, waiters: list[Waiter]) -> None:
+        now = time.monotonic()
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for w in waiters:
             if w.event is not None:
                 w.event.set()
             elif w.loop is not None and w.future is not None:
                 by_loop.setdefault(w.loop, []).append(w.future)
-            self.exporter.observe_hold(time.monotonic() - w.arrival)
         for loop, futures in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, futures)
             except RuntimeError:  # loop closed: those requests are gone
                 log.debug("intermission: event loop closed; dropped %d held", len(futures))
+        # metrics after every request is on its way: with thousands released at once,
+        # prometheus-client's locks (µs per observation) must not delay the first one
+        self.exporter.observe_holds([now - w.arrival for w in waiters])
 
     def _wake_next_chained(self) -> None:
         with self.lock:
@@ -355,7 +365,7 @@ class Gate:
         if changed:
             with self.lock:
                 self.acked_token = token
-            self.notify()
+            self.notify(ACK)
 
     def apply_resume(self, token: str | None, payload: dict[str, Any] | None) -> bool:
         """End pause ``token`` (None: whichever is applied): hook first, then release."""
@@ -373,7 +383,7 @@ class Gate:
             self.deadline = math.inf
             wake = self._begin_release()
         self._wake(wake)
-        self.notify()
+        self.notify(STATUS)  # batched: the released requests run before the heartbeat write
         return True
 
     def mark_synced(self) -> None:

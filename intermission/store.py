@@ -209,11 +209,23 @@ class Store:
 
     def read(self) -> LeaseState:
         """Lease, its remaining TTL and the last resume record, in one round trip."""
+        return self.read_with([])[0]
+
+    def read_with(self, proc_ids: list[str]) -> tuple[LeaseState, list[p.ProcessInfo | None]]:
+        """:meth:`read`, plus the heartbeats of ``proc_ids`` (None: gone or unreadable),
+        in one round trip.  A drain wait re-reads only the processes that just acked."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.lease_key)
         pipe.pttl(self.lease_key)
         pipe.get(self.resumed_key)
-        raw_lease, pttl, raw_resumed = pipe.execute()
+        if proc_ids:
+            pipe.mget([p.proc_key(self.scope, i) for i in proc_ids])
+        raw_lease, pttl, raw_resumed, *rest = pipe.execute()
+        infos = [_decode_info(raw) for raw in rest[0]] if proc_ids else []
+        return self._lease_state(raw_lease, pttl, raw_resumed), infos
+
+    @staticmethod
+    def _lease_state(raw_lease: Any, pttl: Any, raw_resumed: Any) -> LeaseState:
         lease = p.Lease.decode(raw_lease) if raw_lease is not None else None
         resumed = None
         if raw_resumed is not None:
@@ -252,12 +264,15 @@ class Store:
         if not ids:
             return []
         raws = self.client.mget([p.proc_key(self.scope, i) for i in ids])
-        out: list[p.ProcessInfo] = []
-        for raw in raws:
-            if raw is None:
-                continue
-            try:
-                out.append(p.ProcessInfo.decode(raw))
-            except ProtocolError:
-                continue
+        out = [info for info in map(_decode_info, raws) if info is not None]
         return sorted(out, key=lambda i: (i.host, i.pid, i.id))
+
+
+def _decode_info(raw: Any) -> p.ProcessInfo | None:
+    """A heartbeat, or None if it is gone or unreadable (one bad writer hides nothing)."""
+    if raw is None:
+        return None
+    try:
+        return p.ProcessInfo.decode(raw)
+    except ProtocolError:
+        return None

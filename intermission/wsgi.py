@@ -53,7 +53,8 @@ class IntermissionMiddleware:
 
     Options (all validated here; bad values raise ``ValueError``):
 
-    ``scope``: which pause applies.  ``redis_url`` (or env ``INTERMISSION_REDIS_URL``)
+    ``scope``: which pause applies.  ``redis_url`` (``redis://`` or ``redis+sentinel://``,
+    see :mod:`intermission.client`; or env ``INTERMISSION_REDIS_URL``)
     or ``redis`` (an existing ``redis.Redis``; give it socket timeouts).
     ``max_hold``: seconds a request may wait (default 10, keep it under the server's
     worker timeout) before a 503 + ``Retry-After``.  ``exempt_paths``: prefixes

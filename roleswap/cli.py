@@ -75,7 +75,8 @@ def report_errors(fn: F) -> F:
 
 # The swap's tuning options: the swap itself, maintain and rolling take them alike.
 SWAP_TUNING = [
-    click.option("--switch", "switch_method", type=click.Choice(["endpoint", "hook", "vip", "none"]),
+    click.option("--switch", "switch_method",
+                 type=click.Choice(["endpoint", "hook", "vip", "haproxy", "none"]),
                  help="How traffic follows the new primary (default: switch.method in the config)."),
     click.option("--no-pause", is_flag=True, help="Do not pause traffic through intermission."),
     click.option("--max-lag", type=click.FloatRange(min=0), default=5.0, show_default=True,
@@ -279,15 +280,22 @@ SERVER_NAMES = ("mariadb-10.11", "mariadb-11.8", "mysql-9.7")  # = roleswap.lab.
                    "(config uses switch.method = vip).")
 @click.option("--subnet", metavar="CIDR",
               help="With --hosts: the lab's subnet inside 198.18.0.0/15 [default 198.18.71.0/24].")
+@click.option("--haproxy", is_flag=True,
+              help="Also start a HAProxy in front of every node (admin socket in the lab dir); "
+                   "the config uses switch.method = haproxy.")
+@click.option("--sentinel", is_flag=True,
+              help="Redis as a primary + replica with three sentinels (loopback); the config "
+                   "uses the Sentinel form of [redis].")
 @report_errors
 def lab_up_cmd(directory: str, replicas: int, server: str, no_gtid: bool, hosts: bool,
-               subnet: str | None) -> None:
+               subnet: str | None, haproxy: bool, sentinel: bool) -> None:
     """Start db1 (primary), db2.. (replicas) and redis on free 127.0.0.1 ports
     (or, with --hosts, on hosts in network namespaces)."""
     from roleswap.lab import lab_up
 
     lab_obj = lab_up(Path(directory), replicas=replicas, gtid=not no_gtid, log=click.echo,
-                     hosts=hosts, subnet=subnet, server=server)
+                     hosts=hosts, subnet=subnet, server=server, haproxy=haproxy,
+                     sentinel=sentinel)
     for n in lab_obj.nodes:
         click.echo(f"  {n.name:<6} {n.kind:<8} {n.host}:{n.port}  pid {n.pid}")
     click.echo(f"config: {lab_obj.config_path}")

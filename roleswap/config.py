@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intermission.client import SentinelAddress
+from intermission.client import describe as describe_address
 from intermission.protocol import mask_url
 from roleswap.config_keys import check_keys
 from roleswap.errors import ConfigError
@@ -25,7 +27,7 @@ __all__ = ["Config", "Credentials", "LabConfig", "Secret", "ServerConfig", "load
            "mask_url", "parse_config"]
 
 CONFIG_ENV = "ROLESWAP_CONFIG"
-SWITCH_METHODS = ("endpoint", "hook", "vip", "none")
+SWITCH_METHODS = ("endpoint", "hook", "vip", "haproxy", "none")
 # Names end up in Redis keys, file names and (quoted) shell commands: keep them boring.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
@@ -109,6 +111,8 @@ class Config:
     journal_dir: str | None = None
     maintain: MaintainConfig = field(default_factory=MaintainConfig)
     source: str = ""
+    # [redis] sentinels + master: Redis Sentinel instead of a url (exactly one of the two)
+    redis_sentinel: SentinelAddress | None = field(default=None, compare=False)
 
     def server(self, name: str) -> ServerConfig:
         try:
@@ -121,7 +125,15 @@ class Config:
             ) from None
 
     @property
+    def has_redis(self) -> bool:
+        """Whether ``[redis]`` names a Redis (a url or a Sentinel master)."""
+        return self.redis_url is not None or self.redis_sentinel is not None
+
+    @property
     def redis_url_masked(self) -> str:
+        """The Redis for messages: the masked url, or the master and its sentinels."""
+        if self.redis_sentinel is not None:
+            return describe_address(self.redis_sentinel)
         return mask_url(self.redis_url.reveal()) if self.redis_url else "(none)"
 
 
@@ -164,10 +176,13 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
     replication = r.credentials(r.table(data, "replication"), "replication")
     redis_t = r.table(data, "redis", required=False)
     redis_url = r.secret(redis_t, "redis", "url", required=False)
+    redis_sentinel = r.sentinel(redis_t, has_url=redis_url is not None)
     if redis_url is not None and not redis_url.reveal().startswith(_REDIS_SCHEMES):
         raise ConfigError(f"{source}: redis.url must start with "
                           f"{', '.join(_REDIS_SCHEMES)}",
-                          remedy='e.g. url = "redis://:password@redis.internal:6379/0"')
+                          remedy='e.g. url = "redis://:password@redis.internal:6379/0"; for '
+                                 'Redis Sentinel: sentinels = ["host:26379", ...] and master = '
+                                 '"NAME" instead of url')
     inter = r.table(data, "intermission", required=False)
     scope = r.name(inter, "scope", prefix="intermission", default=cluster)
     switch_t = dict(r.table(data, "switch", required=False))
@@ -249,12 +264,18 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: Path 
         journal_dir=journal_dir,
         maintain=MaintainConfig(run_where, waits["timeout"], waits["wait_timeout"]),
         source=source,
+        redis_sentinel=redis_sentinel,
     )
     if method == "vip":
         # the vip method puts hosts and interface names into shell commands: refuse bad ones now
         from roleswap.switch.vip_config import vip_settings
 
         vip_settings(config)
+    if method == "haproxy":
+        # runtime-API names and paths go into commands: refuse bad ones now
+        from roleswap.switch.haproxy_config import haproxy_settings
+
+        haproxy_settings(config)
     return config
 
 
@@ -326,6 +347,49 @@ class _Reader:
                 remedy=f"set {section}.{key}, {section}.{key}_env or {section}.{key}_file",
             )
         return None
+
+    def sentinel(self, t: dict[str, Any], has_url: bool) -> SentinelAddress | None:
+        """``[redis] sentinels`` + ``master`` (+ ``db``, passwords), or None without
+        ``sentinels``.  The Sentinel-only keys without ``sentinels`` are refused, and so
+        is a url next to ``sentinels``: exactly one form."""
+        example = 'sentinels = ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"]'
+        only = [k for k in t if k not in ("url", "url_env", "url_file", "sentinels")]
+        if "sentinels" not in t:
+            if only:
+                raise ConfigError(
+                    f"{self.source}: redis.{only[0]} is only used with redis.sentinels",
+                    remedy=f"for Redis Sentinel add {example} and master = \"mymaster\"; "
+                           "with a url, put the password into the url")
+            return None
+        if has_url:
+            raise ConfigError(f"{self.source}: [redis] has both url and sentinels",
+                              remedy="keep one: url for one Redis, sentinels + master for "
+                                     "Redis Sentinel")
+        raw = t["sentinels"]
+        if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+            raise ConfigError(f"{self.source}: redis.sentinels must be a non-empty list of "
+                              "\"host:port\" strings", remedy=f"e.g. {example}")
+        addrs: list[tuple[str, int]] = []
+        for item in raw:
+            host, sep, port = item.rpartition(":")
+            if not sep or not _HOST_RE.match(host) or not port.isdigit() \
+                    or not 0 < int(port) < 65536:
+                raise ConfigError(f"{self.source}: redis.sentinels entry {item!r} is not "
+                                  "host:port", remedy=f"e.g. {example}")
+            addrs.append((host, int(port)))
+        master = self.string(t, "master", prefix="redis")
+        db = t.get("db", 0)
+        if isinstance(db, bool) or not isinstance(db, int) or not 0 <= db <= 1000:
+            raise ConfigError(f"{self.source}: redis.db must be an integer 0-1000",
+                              remedy="e.g. db = 0")
+        pw = self.secret(t, "redis", "password", required=False)
+        spw = self.secret(t, "redis", "sentinel_password", required=False)
+        try:
+            return SentinelAddress(tuple(addrs), master, db, None,
+                                   pw.reveal() if pw else None, spw.reveal() if spw else None)
+        except ValueError as e:
+            raise ConfigError(f"{self.source}: [redis]: {e}",
+                              remedy='e.g. master = "mymaster"') from None
 
     def credentials(self, t: dict[str, Any], section: str) -> Credentials:
         user = self.string(t, "user", prefix=section)

@@ -30,6 +30,17 @@ _SSH = {
     "ssh_timeout": "seconds for SSH connect and each command (default 5)",
 }
 
+# the keys of each [[switch.haproxy]] table (one per HAProxy instance)
+HAPROXY_INSTANCE = {
+    "name": "a name for messages (default `haproxy1`, `haproxy2`...)",
+    "socket": "path of the runtime API's unix socket (`stats socket ... level admin`)",
+    "address": "or the runtime API over TCP, `host:port` (exactly one of `socket` / `address`)",
+    "ssh_host": "reach `socket` on this host over SSH with `socat` (the `[switch]` SSH keys)",
+    "frontend": "`host:port` where the applications connect: verifies the switch (required)",
+    "backend": "the backend that serves writes: one server entry per database server (required)",
+    "timeout": "seconds for each runtime-API command (default 2)",
+}
+
 # section name -> {key: what it means}.  "" is the top level.
 SECTIONS: dict[str, dict[str, str]] = {
     "": {
@@ -63,18 +74,31 @@ SECTIONS: dict[str, dict[str, str]] = {
         "url": "`redis://[:password@]host:port/db`, `rediss://` or `unix://` (or `url_env` / `url_file`)",
         "url_env": "environment variable holding the URL",
         "url_file": "file holding the URL",
+        "sentinels": "Redis Sentinel instead of `url`: the sentinels, `[\"host:port\", ...]`",
+        "master": "Sentinel: the master's name in the sentinels' `sentinel monitor` line",
+        "db": "Sentinel: database number (default 0)",
+        "password": "Sentinel: the master's password (or `password_env` / `password_file`)",
+        "password_env": "Sentinel: environment variable holding the master's password",
+        "password_file": "Sentinel: file holding the master's password",
+        "sentinel_password": "Sentinel: the sentinels' own password, if they require one "
+                             "(or `sentinel_password_env` / `sentinel_password_file`)",
+        "sentinel_password_env": "Sentinel: environment variable holding the sentinels' password",
+        "sentinel_password_file": "Sentinel: file holding the sentinels' password",
     },
     "intermission": {
         "scope": "the scope your apps' middleware uses (default: `cluster`)",
     },
     "switch": {
-        "method": "`endpoint` (default), `hook`, `vip` or `none`",
+        "method": "`endpoint` (default), `hook`, `vip`, `haproxy` or `none`",
         "vip": "vip: the floating address with its prefix, e.g. `10.0.0.50/24`",
         "arping_count": "vip: background gratuitous ARPs after the first (0-20, default 3)",
-        "verify_timeout": "vip: seconds for a new connection through the VIP to reach `--to` (default 10)",
+        "verify_timeout": "vip, haproxy: seconds for a new connection through the VIP (each "
+                          "HAProxy frontend) to reach `--to` (default 10)",
         "vip_port": "vip: MySQL port on the VIP (default: the port of `--to`)",
         **{k: f"vip: {v}" for k, v in _SSH.items()},
+        "haproxy": "haproxy: one `[[switch.haproxy]]` table per HAProxy instance (keys below)",
     },
+    "[switch.haproxy]": {k: f"haproxy: {v}" for k, v in HAPROXY_INSTANCE.items()},
     "hooks": {
         "before_fence": "hook: command run before the fence (failure rolls back)",
         "before_fence_undo": "hook: command run when `before_fence` is undone",
@@ -94,6 +118,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "ssl_ca": "CA file to verify the server's certificate (with `[mysql] tls = true`)",
         "ssh_host": "vip: SSH address of this server (default: `host`)",
         **{k: f"vip: this server's `[switch] {k}`" for k in _SSH},
+        "haproxy_server": "haproxy: this server's entry in the HAProxy backend (default: its name)",
     },
     "lab": {
         "dir": "the lab's directory",
@@ -138,7 +163,8 @@ def _problem(section: str, label: str, key: str, is_table: bool) -> str:
         hint = f"; did you mean [{close[0]}]?" if close and close[0] != "cluster" else (
             f"; did you mean {close[0]!r}?" if close else "")
         return what + hint
-    elsewhere = [s for s, keys in SECTIONS.items() if s and key in keys]
+    # (the per-instance haproxy keys are not offered: most also exist as [servers.<name>] keys)
+    elsewhere = [s for s, keys in SECTIONS.items() if s and s != "[switch.haproxy]" and key in keys]
     if elsewhere:
         return (f"unknown key {key!r} in {label}; it belongs in "
                 + " or ".join(f"[{s}]" for s in elsewhere))
@@ -162,11 +188,17 @@ def check_keys(data: dict[str, Any], source: str) -> None:
 
     scan(data, "", "the top level")
     for section in SECTIONS:
-        if section in ("", "servers.<name>"):
+        if section in ("", "servers.<name>", "[switch.haproxy]"):
             continue
         table = data.get(section)
         if isinstance(table, dict):
             scan(table, section, f"[{section}]")
+    instances = (data.get("switch") or {}).get("haproxy") if isinstance(data.get("switch"), dict) \
+        else None
+    if isinstance(instances, list):
+        for i, table in enumerate(instances):
+            if isinstance(table, dict):
+                scan(table, "[switch.haproxy]", f"[[switch.haproxy]] #{i + 1}")
     servers = data.get("servers")
     if isinstance(servers, dict):
         for name, table in servers.items():

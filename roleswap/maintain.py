@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from roleswap.coord import client as redis_client
 from roleswap.coord.runbook import RunbookRecord
 from roleswap.errors import PreflightError, RoleSwapError, RunbookError, UsageError
 from roleswap.events import OnEvent, RunbookProgress, RunbookStepDone
@@ -120,8 +121,7 @@ def _the_primary(writable: list[Any]) -> str:
 def execute(cluster: Cluster, kind: str, plan: list[PlanStep], cmd: str, emit: OnEvent,
             swap_options: dict[str, Any]) -> RunbookResult:
     """Run ``plan``; raises the first failure (with ``error.result`` the RunbookResult)."""
-    client = (redis.Redis.from_url(cluster.config.redis_url.reveal(), socket_timeout=2,
-                                   socket_connect_timeout=2) if cluster.config.redis_url else None)
+    client = redis_client.connect(cluster.config)
     rb = RunbookRecord(client, cluster.config.cluster)
     res = RunbookResult(kind, "", plan)
     try:
@@ -129,7 +129,8 @@ def execute(cluster: Cluster, kind: str, plan: list[PlanStep], cmd: str, emit: O
             res.runbook_id = rb.begin(kind, plan, hashlib.sha256(cmd.encode()).hexdigest())
         except redis.RedisError as e:
             raise RunbookError(f"cannot record the runbook in Redis ({type(e).__name__}); nothing was run",
-                               remedy=f"check [redis] url in {cluster.config.source}") from None
+                               remedy=f"check {redis_client.config_key(cluster.config)} in "
+                                      f"{cluster.config.source}") from None
         for i, step in enumerate(plan):
             t0 = time.perf_counter()
             name = f"{step['step']} {step['server']}"

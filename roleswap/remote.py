@@ -54,7 +54,10 @@ DOC = "README.md, 'The vip switch method'"  # where remedies point
 
 
 class RemoteError(StepError):
-    """An SSH connection or remote command failed."""
+    """An SSH connection or remote command failed.  ``sent``: the command may have
+    reached the host (its outcome is unknown); False when it certainly did not."""
+
+    sent = False
 
 
 @dataclass(frozen=True)
@@ -254,17 +257,21 @@ class RemoteShell:
             left = deadline - time.perf_counter()
             if left <= 0:
                 self.close()  # the shell may still run it: the session is unusable
-                raise RemoteError(f"SSH to {self.t.where}: `{command[:60]}` did not finish in "
+                err = RemoteError(f"SSH to {self.t.where}: `{command[:60]}` did not finish in "
                                   f"{timeout or self.t.timeout:g}s (outcome unknown)",
                                   remedy=f"log in to {self.t.host} and check by hand")
+                err.sent = True
+                raise err
             ready, _, _ = select.select([chan], [], [], min(left, 1.0))
             if ready or chan.recv_ready():
                 data = chan.recv(65536)
                 if not data:
                     self.close()
-                    raise RemoteError(f"SSH to {self.t.where}: connection lost while running "
+                    err = RemoteError(f"SSH to {self.t.where}: connection lost while running "
                                       f"`{command[:60]}` (outcome unknown)",
                                       remedy=f"check {self.t.host} by hand; see {DOC}")
+                    err.sent = True
+                    raise err
                 buf += data
 
     def check(self, command: str, what: str, timeout: float | None = None,

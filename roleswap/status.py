@@ -134,13 +134,64 @@ def health_problems(data: dict[str, Any]) -> list[str]:
         elif r.get("io_running") is not None and not (r["io_running"] == "Yes" and r["sql_running"]):
             out.append(f"{r['name']} replication stopped (IO {r['io_running']}, "
                        f"SQL {'Yes' if r['sql_running'] else 'No'})")
+    out += haproxy_problems(data)
     pending = data.get("interrupted_swap")
     if pending:
         out.append(f"interrupted swap {pending['swap_id']} ({pending['from']}->{pending['to']})")
     rb = data.get("interrupted_runbook")
     if rb:
         out.append(f"interrupted {rb['kind']} runbook {rb['id']}")
+    if data.get("journal_redis_behind"):
+        out.append("the journal in Redis is behind the local copy (Redis lost writes)")
+    stale = stale_published(data)
+    if stale:
+        out.append(stale)
     return out
+
+
+def stale_published(data: dict[str, Any]) -> str | None:
+    """"published primary X is not the writable server Y" (no swap running), else None:
+    the endpoint in Redis lags the servers, e.g. a Redis failover lost the publish."""
+    pub = data.get("published_primary")
+    writable = data["writable"]
+    if not pub or len(writable) != 1 or pub.get("name") == writable[0] \
+            or data.get("swap_in_progress") or data.get("interrupted_swap"):
+        return None
+    return f"published primary {pub.get('name')} is not the writable server {writable[0]}"
+
+
+def haproxy_problems(data: dict[str, Any]) -> list[str]:
+    """An HAProxy that cannot be read, or whose writes backend does not route to exactly
+    the writable server (switch.method = haproxy only)."""
+    out = []
+    writable = sorted(data["writable"])
+    for h in data.get("haproxy", []):
+        if "error" in h:
+            out.append(f"HAProxy {h['name']} unreadable")
+            continue
+        routes = sorted(v["server"] or e for e, v in h["servers"].items()
+                        if e in h["ready"])
+        if routes != writable:
+            out.append(f"HAProxy {h['name']} routes writes to {', '.join(routes) or 'nothing'}"
+                       f" (writable: {', '.join(writable) or 'none'})")
+    return out
+
+
+def render_haproxy(data: dict[str, Any]) -> list[str]:
+    """One line per HAProxy instance: its view of the writes backend (entry -> state)."""
+    lines = []
+    for h in data.get("haproxy", []):
+        if "error" in h:
+            lines.append(f"haproxy {h['name']}: {h['error']}")
+            lines.append(f"{'':<8} fix: {h['remedy']}")
+            continue
+        shown = []
+        for e, v in h["servers"].items():
+            who = "" if v["server"] in (e, None) else f" ({v['server']})"
+            shown.append(f"{e}{who} {v['state']}")
+        entries = ", ".join(shown)
+        lines.append(f"haproxy {h['name']} ({h['api']}): backend {h['backend']}: {entries}")
+    return lines
 
 
 def health_summary(data: dict[str, Any]) -> str:
@@ -189,10 +240,16 @@ def status_data(config: Config) -> dict[str, Any]:
         if pending is not None:
             data["swap_in_progress" if pending.running else "interrupted_swap"] = pending.as_dict()
             data["swap_who"] = pending.who()
+        if client is not None and ctx.journal.redis_behind:
+            data["journal_redis_behind"] = ctx.journal.redis_behind
         if client is not None:
             data.update(_runbook_state(client, config.cluster))
     finally:
         ctx.close()
+    if config.switch_method == "haproxy":
+        from roleswap.switch.haproxy import haproxy_status
+
+        data["haproxy"] = haproxy_status(config)
     data["danger"] = dangers(data, sql_hints(next(
         (s.dialect for s in topo.servers if s.ok and s.dialect is not None), None)))
     problems = health_problems(data)
@@ -240,10 +297,21 @@ def render_status(data: dict[str, Any], source: str = "the config") -> str:
             f"{r['gtid_position'] or r['binlog'] or '-'}")
         if r.get("replication_error"):
             lines.append(f"{'':<8} replication error: {r['replication_error']}")
+    lines += render_haproxy(data)
     lines += data.get("danger", [])
+    lines += [f"WARNING: {p}: only the primary's entry should be ready (`set server "
+              "<backend>/<entry> state maint|ready` on its runtime API); an HAProxy restart "
+              "reloads haproxy.cfg and loses runtime changes (README: The haproxy switch method)"
+              for p in haproxy_problems(data) if " routes " in p]
     pub = data.get("published_primary")
     if pub:
         lines.append(f"published primary: {pub.get('name')} ({pub.get('host')}:{pub.get('port')})")
+    stale = stale_published(data)
+    if stale:
+        lines.append(f"WARNING: {stale}: applications that read the endpoint connect to the "
+                     "wrong server (Redis lost the publish in a failover or restart?). Fix: "
+                     "`roleswap recover` publishes the writable server again when this host's "
+                     "journal shows roleswap made it the primary; otherwise publish it yourself")
     traffic = data.get("traffic")
     if traffic:
         state = (f"PAUSED ({traffic['reason']}, {traffic['ttl_remaining']:.1f}s left)"
@@ -252,8 +320,18 @@ def render_status(data: dict[str, Any], source: str = "the config") -> str:
                      f"{traffic['processes']} app process(es), {traffic['in_flight']} in flight, "
                      f"{traffic['held']} held")
     if data.get("redis_error"):
+        key = ("[redis] sentinels/master" if str(data["redis"]).startswith("master ")
+               else "[redis] url")
         lines.append(f"redis {data['redis']}: unreachable ({data['redis_error']}); "
-                     f"check [redis] url in {source} and that Redis runs there")
+                     f"check {key} in {source} and that Redis runs there")
+    if data.get("journal_redis_behind"):
+        lines.append(f"WARNING: the swap journal in Redis is behind this host's local copy: "
+                     f"{data['journal_redis_behind']}. Redis lost writes roleswap had made (a "
+                     "failover to a replica that lacked them, a restart without persistence) "
+                     "or was unreachable when they were made; the cluster lock and the published "
+                     "primary may be stale the same way. roleswap uses the local copy. Fix: run "
+                     "`roleswap recover` here (it writes the local copy back to Redis and finishes "
+                     "an interrupted swap), then check the published primary is the writable server")
     running = data.get("swap_in_progress")
     if running:
         lines.append(f"SWAP IN PROGRESS: {data['swap_who']}, now at {running['last_step']} "

@@ -12,7 +12,7 @@ PY="${PYTHON:-python3}"
 declare -A NEED=(
   [mariadbd]=mariadb-server [mariadb-install-db]=mariadb-server [redis-server]=redis-server
   [sshd]=openssh-server [arping]=iputils-arping [pt-table-checksum]=percona-toolkit
-  [ip]=iproute2 [sudo]=sudo
+  [ip]=iproute2 [sudo]=sudo [haproxy]=haproxy [socat]=socat [redis-sentinel]=redis-sentinel
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

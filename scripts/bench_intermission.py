@@ -122,17 +122,24 @@ class Server:
         self.log.close()
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   path: str) -> bytes:
+async def http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   path: str) -> tuple[int, bytes]:
+    """One keep-alive HTTP/1.1 GET on an open connection: (status, body)."""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
-    return await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   path: str) -> bytes:
+    status, body = await http_get(reader, writer, path)
+    if status != 200:
+        raise RuntimeError(f"HTTP {status}")
+    return body
 
 
 async def _get_once(port: int, path: str) -> bytes:

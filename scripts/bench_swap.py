@@ -16,13 +16,26 @@ under the same load, connects to the VIP:
   ours, vip    roleswap with the vip method  --vip-swaps times; also the VIP move time
                (removal from --from -> a new connection to the VIP reaches --to)
 
-All of that runs on the first --server flavor.  Then, per further flavor, a loopback lab of
-that flavor gets --flavor-swaps swaps of "ours" under the same load, and one table compares
-the flavors: pause window, writes blocked, failed requests and lost writes.
+and a loopback lab behind one HAProxy (scripts/bench_haproxy.py; no root needed):
 
-Usage: scripts/bench_swap.py [--server NAME[,NAME...]] [--swaps N] [--rate R] [--original N]
-                             [--vip-swaps N] [--no-vip] [--vip-subnet S] [--flavor-swaps N]
-                             [--json FILE] [--quick]
+  ours, haproxy  the app connects to HAProxy's frontend; roleswap with the haproxy method
+                 --haproxy-swaps times; also the move time (maint on --from -> ready on --to
+                 and a new connection through the frontend reaches --to)
+
+All of that runs on the first --server flavor.  Then, per further flavor, a loopback lab of
+that flavor (endpoint switch) and, as root, a hosts lab of it (vip switch) get --flavor-swaps
+swaps of "ours" each under the same load, and one table compares the flavors and methods:
+pause window, writes blocked, VIP move, failed requests and lost writes.
+
+Scale (issue 13; scripts/bench_load.py and scripts/bench_topo.py):
+
+  write rate   --rate-swaps swaps of ours at each of --rates writes/s (all-write load), the
+               rate reached and what saturated; then --big-trx-swaps swaps with a
+               --big-trx-rows transaction in flight when the pause starts
+  replicas     --replica-swaps swaps of ours on labs of each of --replica-counts replicas:
+               swap total, pause window, repoint step and whether it sat inside the pause
+
+Options: scripts/bench_swap.py --help.
 """
 
 from __future__ import annotations
@@ -43,14 +56,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from roleswap.config import load_config  # noqa: E402
-from roleswap.demo.hostslab import (  # noqa: E402
-    BENCH_SUBNETS,
-    hosts_unavailable,
-    pick_subnet,
-    vip_address,
-    vip_problems,
+from bench_haproxy import haproxy_section  # noqa: E402
+from bench_load import write_rate_section, write_rate_table  # noqa: E402
+from bench_topo import (  # noqa: E402
+    flavor_row,
+    flavor_section,
+    flavor_table,
+    replicas_section,
+    replicas_table,
+    vip_section,
 )
+from bench_window import main_table, window_profile, window_table  # noqa: E402
+
+from roleswap.config import load_config  # noqa: E402
+from roleswap.demo.hostslab import BENCH_SUBNETS  # noqa: E402
 from roleswap.demo.original import original_swap  # noqa: E402
 from roleswap.demo.runner import start_wsgi  # noqa: E402
 from roleswap.demo.scenario import ScenarioResult, run_scenario  # noqa: E402
@@ -85,24 +104,31 @@ def server_label(name: str) -> str:
     return f"{'MySQL' if srv.flavor.engine == 'mysql' else 'MariaDB'} {srv.version}"
 
 
+# phases whose every request is kept in the JSON, for the timeline PNGs (scripts/bench
+# draws them with `python -m roleswap.demo.plot`)
+TIMELINE_TITLES = {"ours": "scripts/bench: ours (endpoint switch)",
+                   "ours, vip": "scripts/bench: ours, vip (a floating IP moved over SSH)",
+                   "ours, haproxy": "scripts/bench: ours, haproxy (HAProxy's writes backend moved)"}
+
+
 def phase(res: ScenarioResult, name: str) -> dict[str, Any]:
     ok = [s for s in res.swaps if s.ok]
     pauses = [s.pause_ms for s in ok if s.pause_ms is not None]
     blocks = [s.write_block_ms for s in ok if s.write_block_ms is not None]
     moves = [s.vip_move_ms for s in ok if s.vip_move_ms is not None]
+    hmoves = [s.haproxy_move_ms for s in ok if s.haproxy_move_ms is not None]
     held = [r.held_ms for r in res.records if r.held_ms is not None]
     failed_per_swap = [sum(1 for r in res.records if not r.ok and s.started <= r.start <= s.ended + 1.0)
                        for s in res.swaps]
     def r(v: float | None) -> float | None:
         return None if v is None else round(v, 1)
+
+    def spread(v: list[float]) -> dict[str, float | None]:
+        return {"p50": r(pct(v, 0.5)), "p95": r(pct(v, 0.95)), "max": r(max(v, default=None))}
+
     return {
-        "name": name, "swaps": len(res.swaps), "swaps_ok": len(ok),
-        "pause_ms": {"p50": r(pct(pauses, 0.5)), "p95": r(pct(pauses, 0.95)),
-                     "max": r(max(pauses, default=None))},
-        "write_block_ms": {"p50": r(pct(blocks, 0.5)), "p95": r(pct(blocks, 0.95)),
-                           "max": r(max(blocks, default=None))},
-        "vip_move_ms": {"p50": r(pct(moves, 0.5)), "p95": r(pct(moves, 0.95)),
-                        "max": r(max(moves, default=None))},
+        "name": name, "swaps": len(res.swaps), "swaps_ok": len(ok), "pause_ms": spread(pauses),
+        "write_block_ms": spread(blocks), "vip_move_ms": spread(moves), "haproxy_move_ms": spread(hmoves),
         "held_requests": len(held), "held_added_ms": {"p50": r(pct(held, 0.5)), "p99": r(pct(held, 0.99)),
                                                       "max": r(max(held, default=None))},
         "requests": res.load.sent, "rate": round(res.load.rate, 1), "failed": res.load.failed,
@@ -112,117 +138,9 @@ def phase(res: ScenarioResult, name: str) -> dict[str, Any]:
         "two_writable": res.writable.overlaps, "consistent": not res.consistency.problems,
         "problems": res.problems(allow_failed_requests=name == "no pause"),
         "per_swap": [s.as_dict() for s in res.swaps],
+        **({"scenario": {**res.as_dict(records=True), "title": TIMELINE_TITLES[name]}}
+           if name in TIMELINE_TITLES else {}),
     }
-
-
-def table(results: dict[str, Any]) -> str:
-    phases = [results[k] for k in ("ours", "no_pause", "original", "vip") if isinstance(results.get(k), dict)
-              and "pause_ms" in results[k]]
-    def f(v: Any, unit: str = "") -> str:
-        return "-" if v is None else f"{v:g}{unit}"
-    rows = [
-        ("swaps (ok/run)", [f"{p['swaps_ok']}/{p['swaps']}" for p in phases]),
-        ("pause window p50", [f(p["pause_ms"]["p50"], " ms") for p in phases]),
-        ("pause window p95", [f(p["pause_ms"]["p95"], " ms") for p in phases]),
-        ("pause window max", [f(p["pause_ms"]["max"], " ms") for p in phases]),
-        ("writes blocked p50", [f(p["write_block_ms"]["p50"], " ms") for p in phases]),
-        ("VIP move p50 / p95 / max", [" / ".join([f(p["vip_move_ms"]["p50"]), f(p["vip_move_ms"]["p95"]),
-                                                  f(p["vip_move_ms"]["max"], " ms")])
-                                      if p["vip_move_ms"]["p50"] is not None else "-" for p in phases]),
-        ("held requests", [str(p["held_requests"]) for p in phases]),
-        ("held: added latency p99", [f(p["held_added_ms"]["p99"], " ms") for p in phases]),
-        ("requests sent", [str(p["requests"]) for p in phases]),
-        ("request rate reached", [f(p["rate"], " req/s") for p in phases]),
-        ("failed requests", [str(p["failed"]) for p in phases]),
-        ("acknowledged writes", [str(p["acked_writes"]) for p in phases]),
-        ("lost writes", [str(p["lost"]) for p in phases]),
-        ("two writable servers", [str(p["two_writable"]) for p in phases]),
-        ("request p99 / max", [f"{f(p['latency_ms']['p99'])} / {f(p['latency_ms']['max'], ' ms')}"
-                               for p in phases]),
-    ]
-    head = ["", *[p["name"] for p in phases]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([name, *vals]) + " |" for name, vals in rows]
-    ratios = results.get("ratios", {})
-    lines.append("")
-    lines.append(f"original / ours pause window (p50): {f(ratios.get('pause_original_over_ours'))}x "
-                 f"(goal >= 10x)")
-    lines.append(f"failed requests: ours {ratios.get('failed_ours')} vs no pause "
-                 f"{ratios.get('failed_no_pause')}")
-    vip = results.get("vip") or {}
-    if "pause_ms" in vip:
-        lines.append(f"ours, vip: hosts lab {vip['subnet']} (each server in its own network namespace "
-                     f"with sshd), VIP {vip['vip']} moved over SSH; the app connects to the VIP")
-    elif vip.get("skipped"):
-        lines.append(f"ours, vip: skipped ({vip['skipped']})")
-    return "\n".join(lines)
-
-
-def vip_section(tmp: Path, args: argparse.Namespace, common: dict[str, Any], show: Any,
-                apps: list[Any], labs: list[Path]) -> dict[str, Any]:
-    """``--vip-swaps`` swaps with the vip method on a hosts lab of its own (root only)."""
-    why_not = "--no-vip" if args.no_vip or args.vip_swaps < 1 else hosts_unavailable()
-    if why_not is not None:
-        print(f"ours, vip: skipped ({why_not})", flush=True)
-        return {"skipped": why_not}
-    lab_dir = tmp / "vlab"
-    subnet = args.vip_subnet or pick_subnet(lab_dir, BENCH_SUBNETS)
-    labs.append(lab_dir)
-    t = time.monotonic()
-    lab: Lab = lab_up(lab_dir, hosts=True, subnet=subnet, server=args.servers[0])
-    app = start_wsgi(lab.config_path, tmp / "vapp", workers=4, threads=8)
-    apps.append(app)
-    print(f"ours, vip: hosts lab {subnet}, VIP {vip_address(lab)} (up in {time.monotonic() - t:.1f} s):",
-          flush=True)
-    res = run_scenario(lab.config_path, app.url, swaps=args.vip_swaps, pause=True, progress=show, **common)
-    out = phase(res, "ours, vip")
-    out["problems"] += vip_problems(lab, res.consistency.primary)
-    out.update(subnet=subnet, vip=vip_address(lab))
-    return out
-
-
-def flavor_row(p: dict[str, Any], server: str, label: str) -> dict[str, Any]:
-    """The per-flavor comparison row, from a phase of "ours" on that flavor's lab."""
-    return {"server": server, "version": label, "swaps": p["swaps"], "swaps_ok": p["swaps_ok"],
-            "pause_ms": p["pause_ms"], "write_block_ms": p["write_block_ms"], "failed": p["failed"],
-            "acked_writes": p["acked_writes"], "lost": p["lost"], "two_writable": p["two_writable"],
-            "problems": p["problems"]}
-
-
-def flavor_section(tmp: Path, server: str, args: argparse.Namespace, common: dict[str, Any], show: Any,
-                   apps: list[Any], labs: list[Path]) -> dict[str, Any]:
-    """``--flavor-swaps`` swaps of "ours" on a loopback lab of ``server``; its comparison row."""
-    label = server_label(server)
-    lab_dir = tmp / f"lab-{server}"
-    labs.append(lab_dir)
-    t = time.monotonic()
-    lab = lab_up(lab_dir, server=server)
-    app = start_wsgi(lab.config_path, tmp / f"app-{server}", workers=4, threads=8)
-    apps.append(app)
-    print(f"ours on {label} ({server}; lab up in {time.monotonic() - t:.1f} s):", flush=True)
-    try:
-        res = run_scenario(lab.config_path, app.url, swaps=args.flavor_swaps, pause=True, progress=show,
-                           **common)
-    finally:
-        apps.remove(app)
-        app.stop()
-        labs.remove(lab_dir)
-        lab_down(lab_dir)
-    return flavor_row(phase(res, f"ours on {server}"), server, label)
-
-
-def flavor_table(rows: list[dict[str, Any]]) -> str:
-    def f(v: Any) -> str:
-        return "-" if v is None else f"{v:g}"
-    lines = ["| server | swaps ok | pause window p50 / p95 / max | writes blocked p50 / max "
-             "| failed requests | acknowledged writes | lost writes |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        pm, wb = r["pause_ms"], r["write_block_ms"]
-        lines.append(f"| {r['version']} (`{r['server']}`) | {r['swaps_ok']}/{r['swaps']} "
-                     f"| {f(pm['p50'])} / {f(pm['p95'])} / {f(pm['max'])} ms "
-                     f"| {f(wb['p50'])} / {f(wb['max'])} ms "
-                     f"| {r['failed']} | {r['acked_writes']} | {r['lost']} |")
-    return "\n".join(lines)
 
 
 def parse_servers(values: list[str] | None) -> list[str]:
@@ -235,63 +153,98 @@ def parse_servers(values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def main() -> int:
+def int_list(text: str) -> list[int]:
+    """``"250,1000,2000"`` -> [250, 1000, 2000] (an argparse type)."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return out
+
+
+SECTIONS = ("swap", "rate", "replicas", "vip", "haproxy", "flavors")
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--swaps", type=int, default=20, help="swaps for ours and for no-pause (default 20)")
     ap.add_argument("--rate", type=float, default=250.0, help="requests/s, half writes (default 250)")
     ap.add_argument("--original", type=int, default=4, help="swaps with the 2012 sequence (default 4)")
     ap.add_argument("--vip-swaps", type=int, default=10, help="swaps with the vip method (root; default 10)")
-    ap.add_argument("--no-vip", action="store_true", help="skip the vip section")
+    ap.add_argument("--no-vip", action="store_true", help="skip every vip run (section and flavor columns)")
     ap.add_argument("--vip-subnet", help="hosts lab subnet inside 198.18.0.0/15 (default: the first free "
                                          f"of {BENCH_SUBNETS[0]}..{BENCH_SUBNETS[-1]})")
+    ap.add_argument("--haproxy-swaps", type=int, default=10,
+                    help="swaps with the haproxy method, the app connecting through HAProxy (default 10)")
     ap.add_argument("--gap", type=float, default=0.3, help="seconds of plain load between swaps")
     ap.add_argument("--server", action="append", metavar="NAME[,NAME...]",
                     help=f"server flavors (default: all of {', '.join(FLAVORS)}); the first gets every "
-                         "section, the others --flavor-swaps swaps of ours each")
+                         "section, the others --flavor-swaps swaps of ours each, endpoint and vip")
     ap.add_argument("--flavor-swaps", type=int, default=10,
-                    help="swaps of ours on each further flavor (default 10)")
+                    help="swaps of ours on each further flavor, per switch method (default 10)")
+    ap.add_argument("--rates", type=int_list, default=[250, 1000, 2000], metavar="W,W,...",
+                    help="write-rate section: writes/s to ask for (all-write load; default 250,1000,2000)")
+    ap.add_argument("--rate-swaps", type=int, default=6, help="swaps of ours per write rate (default 6)")
+    ap.add_argument("--rate-workers", type=int, default=4, help="app workers for the write rates (default 4)")
+    ap.add_argument("--rate-threads", type=int, default=16,
+                    help="threads per app worker for the write rates (default 16)")
+    ap.add_argument("--rate-concurrency", type=int, default=0,
+                    help="load-generator connections for the write rates (default: rate/25, 16-256)")
+    ap.add_argument("--big-trx-rows", type=int, default=10_000,
+                    help="rows of the transaction in flight at the pause (default 10000)")
+    ap.add_argument("--big-trx-swaps", type=int, default=3,
+                    help="swaps with that transaction, committed in turn as the pause begins, as the fence "
+                         "begins, just after the fence (default 3; 0: none)")
+    ap.add_argument("--replica-counts", type=int_list, default=[2, 4, 6], metavar="N,N,...",
+                    help="replicas section: lab sizes, in replicas (default 2,4,6)")
+    ap.add_argument("--replica-swaps", type=int, default=6, help="swaps of ours per lab size (default 6)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), metavar="S,S,...",
+                    help=f"sections to run (default all: {','.join(SECTIONS)}); swap = ours, no pause and "
+                         "original on the first flavor")
     ap.add_argument("--json", type=Path, help="write the results as JSON to this file")
     ap.add_argument("--quick", action="store_true",
-                    help="4 + 4 + 1 + 4 (vip) swaps, 4 per further flavor (a few minutes)")
+                    help="4 + 4 + 1 + 4 (vip) + 4 (haproxy) swaps, 4 per further flavor and method, 2 per "
+                         "write rate, 2 per replica count (a few minutes)")
     args = ap.parse_args()
     args.servers = parse_servers(args.server)
+    args.sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    if set(args.sections) - set(SECTIONS):
+        ap.error(f"--sections: unknown {', '.join(sorted(set(args.sections) - set(SECTIONS)))}; "
+                 f"use {','.join(SECTIONS)}")
     if args.quick:
         args.swaps, args.original = min(args.swaps, 4), min(args.original, 1)
         args.vip_swaps, args.flavor_swaps = min(args.vip_swaps, 4), min(args.flavor_swaps, 4)
+        args.haproxy_swaps = min(args.haproxy_swaps, 4)
+        args.rate_swaps, args.replica_swaps = min(args.rate_swaps, 2), min(args.replica_swaps, 2)
     if args.swaps < 2 or args.rate < 1 or args.flavor_swaps < 1:
         ap.error("--swaps must be >= 2, --flavor-swaps >= 1 and --rate >= 1")
-    t0 = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="roleswap-bench-"))
-    lab_dir = tmp / "lab"
-    apps: list[Any] = []
-    labs: list[Path] = [lab_dir]
-    results: dict[str, Any] = {
-        "command": os.environ.get("BENCH_COMMAND") or "scripts/bench_swap.py " + shlex.join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
-        "rate": args.rate, "write_ratio": 0.5, "app": "Flask on gunicorn, 4 workers x 8 threads (gthread)",
-        "swaps": args.swaps, "original_swaps": args.original, "vip_swaps": args.vip_swaps,
-        "servers": args.servers, "flavor_swaps": args.flavor_swaps,
-    }
+    if args.rate_swaps < 1 or args.replica_swaps < 1 or args.big_trx_swaps < 0 or args.big_trx_rows < 1:
+        ap.error("--rate-swaps and --replica-swaps must be >= 1, --big-trx-swaps >= 0, --big-trx-rows >= 1")
+    if max(args.replica_counts) > 8:
+        ap.error("--replica-counts: a lab has at most 8 replicas")
+    return args
+
+
+def show(kind: str, what: object) -> None:
+    if isinstance(what, SwapRun):
+        state = "ok" if what.ok else f"FAILED {what.error[:100]}"
+        pause = "-" if what.pause_ms is None else f"{what.pause_ms:.1f} ms"
+        block = "-" if what.write_block_ms is None else f"{what.write_block_ms:.1f} ms"
+        moved = "" if what.vip_move_ms is None else f", VIP moved in {what.vip_move_ms:.0f} ms"
+        moved += "" if what.haproxy_move_ms is None else f", HAProxy moved in {what.haproxy_move_ms:.0f} ms"
+        total = "" if what.total_ms is None else f", total {what.total_ms:.0f} ms"
+        print(f"  {what.source}->{what.target} {state}: pause window {pause}, writes blocked {block}"
+              f"{moved}{total}", flush=True)
+
+
+def swap_sections(lab: Lab, app_dir: Path, args: argparse.Namespace, common: dict[str, Any],
+                  results: dict[str, Any]) -> None:
+    """ours, no pause and the 2012 sequence on the main lab, with the default demo app."""
+    cfg = load_config(lab.config_path)
+    app = start_wsgi(lab.config_path, app_dir, workers=4, threads=8)
     try:
-        main_label = server_label(args.servers[0])
-        results["server"] = main_label
-        lab = lab_up(lab_dir, server=args.servers[0])
-        cfg = load_config(lab.config_path)
-        app = start_wsgi(lab.config_path, tmp, workers=4, threads=8)
-        apps.append(app)
-        common = {"rate": args.rate, "gap": args.gap, "warmup": 1.0, "settle": 0.5}
-        print(f"bench: {main_label}, {args.rate:g} req/s, {args.swaps} swaps ours + {args.swaps} no-pause + "
-              f"{args.original} original (+ {args.vip_swaps} vip as root), lab in {tmp}", flush=True)
-
-        def show(kind: str, what: object) -> None:
-            if isinstance(what, SwapRun):
-                state = "ok" if what.ok else f"FAILED {what.error[:100]}"
-                pause = "-" if what.pause_ms is None else f"{what.pause_ms:.1f} ms"
-                block = "-" if what.write_block_ms is None else f"{what.write_block_ms:.1f} ms"
-                vip = "" if what.vip_move_ms is None else f", VIP moved in {what.vip_move_ms:.0f} ms"
-                print(f"  {what.source}->{what.target} {state}: pause window {pause}, writes blocked {block}"
-                      f"{vip}", flush=True)
-
         print("ours:", flush=True)
         ours = run_scenario(lab.config_path, app.url, swaps=args.swaps, pause=True, progress=show, **common)
         results["ours"] = phase(ours, "ours")
@@ -303,29 +256,80 @@ def main() -> int:
         def original(src: str, dst: str) -> SwapRun:
             t = time.monotonic()
             o = original_swap(cfg, src, dst)
-            run = SwapRun(src, dst, 0 if o.ok else 1, t, time.monotonic(), ok=o.ok, pause_ms=o.pause_ms,
-                          write_block_ms=o.write_block_ms, total_ms=o.total_ms, error=o.error)
-            return run
+            return SwapRun(src, dst, 0 if o.ok else 1, t, time.monotonic(), ok=o.ok, pause_ms=o.pause_ms,
+                           write_block_ms=o.write_block_ms, total_ms=o.total_ms, error=o.error)
 
         if args.original > 0:
             print("original 2012 sequence:", flush=True)
             orig = run_scenario(lab.config_path, app.url, swaps=args.original, pause=True, swapper=original,
                                 progress=show, **common)
             results["original"] = phase(orig, "original 2012")
-        o50 = results.get("original", {}).get("pause_ms", {}).get("p50")
-        u50 = results["ours"]["pause_ms"]["p50"]
-        results["ratios"] = {
-            "pause_original_over_ours": round(o50 / u50, 1) if o50 and u50 else None,
-            "failed_ours": results["ours"]["failed"], "failed_no_pause": results["no_pause"]["failed"],
-        }
-        # the loopback lab and its app are stopped first: the vip section has the machine to itself
-        apps.pop().stop()
-        lab_down(labs.pop())
-        results["vip"] = vip_section(tmp, args, common, show, apps, labs)
-        rows = [flavor_row(results["ours"], args.servers[0], main_label)]
+    finally:
+        app.stop()
+    o50 = results.get("original", {}).get("pause_ms", {}).get("p50")
+    u50 = results["ours"]["pause_ms"]["p50"]
+    results["ratios"] = {
+        "pause_original_over_ours": round(o50 / u50, 1) if o50 and u50 else None,
+        "failed_ours": results["ours"]["failed"], "failed_no_pause": results["no_pause"]["failed"],
+    }
+
+
+def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], apps: list[Any],
+            labs: list[Path]) -> None:
+    sections = args.sections
+    common = {"rate": args.rate, "gap": args.gap, "warmup": 1.0, "settle": 0.5}
+    no_rate = {k: v for k, v in common.items() if k != "rate"}
+    main_label = server_label(args.servers[0])
+    results["server"] = main_label
+    print(f"bench: {main_label}, sections {','.join(sections)}; {args.rate:g} req/s, {args.swaps} swaps ours "
+          f"+ {args.swaps} no-pause + {args.original} original (+ {args.vip_swaps} vip as root) + "
+          f"{args.haproxy_swaps} haproxy; write rates "
+          f"{args.rates}; replicas {args.replica_counts}; lab in {tmp}", flush=True)
+    if "swap" in sections or "rate" in sections:
+        lab_dir = tmp / "lab"
+        labs.append(lab_dir)
+        lab = lab_up(lab_dir, server=args.servers[0])
+        if "swap" in sections:
+            swap_sections(lab, tmp, args, common, results)
+        if "rate" in sections:
+            results["write_rate"] = write_rate_section(lab, tmp / "rate-app", args, show, phase, no_rate)
+        lab_down(labs.pop())  # each next section has the machine to itself
+    if "replicas" in sections:
+        results["replicas"] = replicas_section(tmp, args, show, phase, common, apps, labs)
+    if "vip" in sections:
+        results["vip"] = vip_section(tmp, args.servers[0], args.vip_swaps, args, common, show, phase, apps,
+                                     labs)
+    if "haproxy" in sections:
+        results["haproxy"] = haproxy_section(tmp, args.servers[0], args.haproxy_swaps, common, show, phase,
+                                             apps, labs)
+    if "flavors" in sections:
+        rows = [flavor_row(results.get("ours", {"skipped": "the swap section was not run"}), args.servers[0],
+                           main_label, results.get("vip", {"skipped": "the vip section was not run"}))]
         for server in args.servers[1:]:
-            rows.append(flavor_section(tmp, server, args, common, show, apps, labs))
+            rows.append(flavor_section(tmp, server, server_label(server), args, common, show, phase, apps,
+                                       labs))
         results["flavors"] = rows
+
+
+def main() -> int:
+    args = parse_args()
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="roleswap-bench-"))
+    apps: list[Any] = []
+    labs: list[Path] = []
+    results: dict[str, Any] = {
+        "command": os.environ.get("BENCH_COMMAND") or "scripts/bench_swap.py " + shlex.join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
+        "rate": args.rate, "write_ratio": 0.5, "app": "Flask on gunicorn, 4 workers x 8 threads (gthread)",
+        "swaps": args.swaps, "original_swaps": args.original, "vip_swaps": args.vip_swaps,
+        "haproxy_swaps": args.haproxy_swaps, "servers": args.servers, "flavor_swaps": args.flavor_swaps,
+        "sections": args.sections,
+        "rates": args.rates, "rate_swaps": args.rate_swaps, "big_trx_rows": args.big_trx_rows,
+        "big_trx_swaps": args.big_trx_swaps, "replica_counts": args.replica_counts,
+        "replica_swaps": args.replica_swaps,
+    }
+    try:
+        run_all(args, tmp, results, apps, labs)
     finally:
         for a in apps:
             a.stop()
@@ -333,25 +337,52 @@ def main() -> int:
             lab_down(d)
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - t0, 1)
-    m = results["machine"]
-    print(f"\nbench_swap: {results['command']}  ({m['nproc']} x {m['cpu']}, {results['seconds']} s)")
-    print(f"load: {args.rate:g} req/s (half writes) on {results['app']}; server {results['server']}\n")
-    print(table(results))
-    print(f"\nper server flavor (ours, endpoint switch, loopback lab; {args.flavor_swaps} swaps each, "
-          f"the first flavor's row is its 'ours' column above):\n")
-    print(flavor_table(results["flavors"]))
+    report(args, results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results, indent=2, default=str))
         print(f"\nJSON written to {args.json}")
-    bad = results["ours"]["problems"] + results["no_pause"]["problems"] + results["vip"].get("problems", [])
-    bad += [f"{r['server']}: {p}" for r in results["flavors"][1:] for p in r["problems"]]
+    bad = [p for k in ("ours", "no_pause", "vip", "haproxy") for p in results.get(k, {}).get("problems", [])]
+    bad += [p for p in results.get("write_rate", {}).get("big_trx", {}).get("problems", [])]
+    bad += [p for r in results.get("write_rate", {}).get("rates", []) for p in r["problems"]]
+    bad += [p for r in results.get("replicas", {}).get("rows", []) for p in r["problems"]]
+    bad += [f"{r['server']}: {p}" for r in results.get("flavors", [])[1:]
+            for p in r["problems"] + r["vip"]["problems"]]
     if bad:
         print("\nproblems:\n  " + "\n  ".join(bad))
     if results.get("original", {}).get("problems"):
         print("\noriginal sequence (baseline, informational):\n  "
               + "\n  ".join(results["original"]["problems"]))
     return 1 if bad else 0
+
+
+def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    m = results["machine"]
+    print(f"\nbench_swap: {results['command']}  ({m['nproc']} x {m['cpu']}, {results['seconds']} s)")
+    if any(k in results for k in ("ours", "vip", "haproxy")):
+        print(f"load: {args.rate:g} req/s (half writes) on {results['app']}; server {results['server']}\n")
+        print(main_table(results))
+    names = {"ours": "ours", "vip": "ours, vip", "haproxy": "ours, haproxy"}
+    windows = {k: window_profile(results[k]) for k in names
+               if isinstance(results.get(k), dict) and "per_swap" in results[k]}
+    if windows:
+        results["window_profile"] = windows
+        print("\nthe pause window step by step (p50; 'between steps' = the runner's own time: one "
+              "journal write per step boundary, events):\n")
+        print(window_table({names[k]: v for k, v in windows.items()}))
+    if "write_rate" in results:
+        w = results["write_rate"]
+        print(f"\nwrite rate (ours, endpoint switch, {args.rate_swaps} swaps per rate; all-write load on "
+              f"{w['app']}, client {w['client']}; CPU in % of one core while the load ran):\n")
+        print(write_rate_table(w))
+    if "replicas" in results:
+        print(f"\nreplicas (ours, endpoint switch, {args.replica_swaps} swaps per lab size, {args.rate:g} "
+              "req/s half writes; repoint placement from the swap's step order and windows):\n")
+        print(replicas_table(results["replicas"]))
+    if "flavors" in results:
+        print(f"\nper server flavor (ours; endpoint: loopback lab, vip: hosts lab; {args.flavor_swaps} swaps "
+              f"each; the first flavor's rows are its 'ours' and 'ours, vip' columns above):\n")
+        print(flavor_table(results["flavors"]))
 
 
 if __name__ == "__main__":

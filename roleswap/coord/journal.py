@@ -14,6 +14,14 @@ final line after a crash is simply ignored.  The record is plain JSON:
 ``phase`` is one of: running, done, rolled_back, failed (after the point of no
 return; `roleswap recover` finishes it), recovering.  A journal whose phase is
 running/failed/recovering is an *interrupted swap*.
+
+Lost writes: a Redis failover (replication is asynchronous: the new master may lack the
+last writes) or a restart without persistence can drop journal writes that roleswap saw
+succeed.  :meth:`Journal.load` then finds the local file *ahead* of Redis (same swap with
+a higher ``seq``, a later swap, or no journal in Redis at all) and says so in
+:attr:`Journal.redis_behind` (it still returns the newer copy); :meth:`Journal.resync`
+writes the local copy back to Redis.  Only the host that ran the swap has the file, so
+only there can this be noticed.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class Journal:
         self.path = directory / f"roleswap-{cluster}.journal.jsonl"
         self.record: dict[str, Any] = {}
         self.redis_error: str | None = None
+        # set by load(): how Redis's copy is behind the local file (Redis lost writes)
+        self.redis_behind: str | None = None
         self._file: IO[str] | None = None
 
     # -- writing ------------------------------------------------------------------
@@ -61,13 +71,33 @@ class Journal:
         self._open(truncate=False)
 
     def step(self, name: str, status: str, ms: float | None = None, error: str | None = None) -> None:
-        entry = {"name": name, "status": status, "at": time.time()}
-        if ms is not None:
-            entry["ms"] = round(ms, 3)
-        if error:
-            entry["error"] = error
-        self.record["steps"].append(entry)
+        self.steps([(name, status, ms, error)])
+
+    def steps(self, entries: list[tuple[str, str, float | None, str | None]]) -> None:
+        """Record several step entries (name, status, ms, error) in ONE write: the runner
+        records a step's end and the next step's start together, as nothing happens
+        between them (each write is a Redis round trip inside the pause window)."""
+        now = time.time()
+        for name, status, ms, error in entries:
+            entry: dict[str, Any] = {"name": name, "status": status, "at": now}
+            if ms is not None:
+                entry["ms"] = round(ms, 3)
+            if error:
+                entry["error"] = error
+            self.record["steps"].append(entry)
         self._write()
+
+    def withdraw(self, name: str) -> None:
+        """Forget the last entry if it is ``name`` still "running" and nothing of it ran
+        (a step journaled ahead whose turn never came).  Written with the next write."""
+        steps = self.record.get("steps", [])
+        if steps and steps[-1]["name"] == name and steps[-1]["status"] == "running":
+            steps.pop()
+
+    def stage(self, **values: Any) -> None:
+        """Set state written with the next journal write (the step's end record): for
+        facts that need no write of their own because that write follows at once."""
+        self.record["state"].update(values)
 
     def set_state(self, **values: Any) -> None:
         self.record["state"].update(values)
@@ -118,30 +148,68 @@ class Journal:
 
     # -- reading ------------------------------------------------------------------
     def load(self) -> dict[str, Any] | None:
-        """The newest journal (Redis or file), or None if there has never been a swap."""
-        candidates: list[dict[str, Any]] = []
+        """The newest journal (Redis or file), or None if there has never been a swap.
+        Sets :attr:`redis_behind` when Redis answered and its copy is older than the
+        file's (see the module docstring)."""
+        self.redis_behind = None
+        in_redis: dict[str, Any] | None = None
+        redis_read = False
         if self.client is not None:
             try:
                 raw = self.client.get(journal_key(self.cluster))
+                redis_read = True
                 if raw is not None:
-                    candidates.append(json.loads(raw))
+                    in_redis = json.loads(raw)
             except (redis.RedisError, ValueError):
                 pass
+        in_file: dict[str, Any] | None = None
         with contextlib.suppress(OSError):
             for line in reversed(self.path.read_text().splitlines()):
                 try:
-                    candidates.append(json.loads(line))
+                    in_file = json.loads(line)
                     break
                 except ValueError:
                     continue  # a torn last line from a crash mid-write
-        candidates = [c for c in candidates if isinstance(c, dict) and c.get("swap_id")]
+        candidates = [c for c in (in_redis, in_file) if isinstance(c, dict) and c.get("swap_id")]
         if not candidates:
             return None
-        # Same swap in both: the higher seq is newer.  Different swaps: the later start.
-        return max(candidates, key=lambda c: (c.get("started_at", 0), c.get("seq", 0)))
+        if redis_read and in_file in candidates:
+            self.redis_behind = behind(in_redis if in_redis in candidates else None, in_file)
+        return max(candidates, key=_newness)
+
+    def resync(self) -> bool:
+        """Write the local copy back to Redis if Redis's is behind (see :meth:`load`);
+        True if it was written.  Raises redis.RedisError if Redis fails."""
+        record = self.load()
+        if self.redis_behind is None or self.client is None or record is None:
+            return False
+        self.client.set(journal_key(self.cluster), json.dumps(record, default=str))
+        self.redis_behind = None
+        return True
 
     def interrupted(self) -> dict[str, Any] | None:
         record = self.load()
         if record and record.get("phase") in UNFINISHED:
             return record
         return None
+
+
+def _newness(record: dict[str, Any]) -> tuple[float, int]:
+    # Same swap in both: the higher seq is newer.  Different swaps: the later start.
+    return (float(record.get("started_at", 0) or 0), int(record.get("seq", 0) or 0))
+
+
+def _label(record: dict[str, Any]) -> str:
+    return (f"swap {record.get('swap_id')} at seq {record.get('seq')} "
+            f"(phase {record.get('phase')})")
+
+
+def behind(in_redis: dict[str, Any] | None, in_file: dict[str, Any] | None) -> str | None:
+    """How Redis's journal copy is older than the local file's, or None if it is not."""
+    if in_file is None:
+        return None
+    if in_redis is None:
+        return f"Redis holds no journal, the local file has {_label(in_file)}"
+    if _newness(in_redis) < _newness(in_file):
+        return f"Redis has {_label(in_redis)}, the local file {_label(in_file)}"
+    return None

@@ -63,6 +63,14 @@ class ClusterLock:
         """Take over a lock value recorded in the journal (recovery)."""
         self.token = token
 
+    def taken_at(self) -> float | None:
+        """When our token was taken (epoch seconds, from the token itself), or None."""
+        try:
+            at = json.loads(self.token).get("at") if self.token else None
+        except (ValueError, AttributeError):
+            return None
+        return float(at) if isinstance(at, int | float) else None
+
     def refresh(self) -> bool:
         if not self.token:
             return False

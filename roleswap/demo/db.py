@@ -4,10 +4,13 @@
   (:func:`roleswap.coord.endpoint.current_primary`); if none was ever published, it is
   the one configured server that answers ``@@read_only = 0``.
 * With ``switch.method = "vip"`` the app always connects to the VIP (``[switch] vip``,
-  port ``vip_port`` or the primary's): the network says where the primary is.  Each new
-  connection asks ``@@server_id`` so responses name the server that really served them.
+  port ``vip_port`` or the primary's): the network says where the primary is.  With
+  ``switch.method = "haproxy"`` it always connects to the first ``[[switch.haproxy]]``
+  instance's ``frontend``: HAProxy's writes backend says where the primary is.  Each new
+  connection through such a fixed address asks ``@@server_id`` so responses name the
+  server that really served them.
 * :meth:`Database.on_resume` (the intermission ``on_resume`` hook) switches to
-  ``payload["primary"]`` (or, with a VIP, keeps the VIP) and drops every pooled
+  ``payload["primary"]`` (or, with a fixed address, keeps it) and drops every pooled
   connection, so the held requests, released right after, connect to the new primary.
 * A write returns its id only after ``COMMIT`` returned.  If the server refuses it
   (read_only: 1290) or the connection is lost, :class:`WriteFailed` is raised and the
@@ -78,6 +81,20 @@ class Primary:
 
 
 @dataclass(frozen=True)
+class Fixed:
+    """The one address the app connects to when the switch method moves what is behind it:
+    a VIP (``via`` "vip"; ``port`` None = the primary's port) or HAProxy's frontend ("haproxy")."""
+
+    via: str
+    host: str
+    port: int | None = None
+
+    @property
+    def label(self) -> str:
+        return "the VIP" if self.via == "vip" else "HAProxy"
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: str
     pool_size: int = 8
@@ -124,8 +141,8 @@ class Database:
         self._recheck = False
         self._last_check = 0.0
         self.switches: list[tuple[float, str, str]] = []  # (monotonic, primary name, why)
-        self.vip_host = _vip_host(config)  # None unless switch.method = "vip"
-        self._names: dict[int, str] | None = None  # server_id -> configured name (vip method)
+        self.fixed = fixed_address(config)  # None unless switch.method is "vip" or "haproxy"
+        self._names: dict[int, str] | None = None  # server_id -> configured name (fixed address)
         self._redis = (redis.Redis.from_url(config.redis_url.reveal(), socket_timeout=1.0,
                                             socket_connect_timeout=1.0)
                        if config.redis_url else None)
@@ -150,7 +167,7 @@ class Database:
 
     def _ask_each(self, sql: str) -> dict[str, Any]:
         """The single value ``sql`` returns on each configured server that answers
-        (direct connections with the app account, not through a VIP)."""
+        (direct connections with the app account, not through a VIP or HAProxy)."""
         out: dict[str, Any] = {}
         for s in self.config.servers.values():
             try:
@@ -178,17 +195,18 @@ class Database:
         return Primary(s.name, s.host, s.port)
 
     def discover(self) -> Primary:
-        if self.vip_host is not None:
-            return self.through_vip()
+        if self.fixed is not None:
+            return self.through_fixed()
         return self.published() or self.writable_server()
 
-    def through_vip(self) -> Primary:
-        """The server a new connection to the VIP reaches (its host stays the VIP)."""
-        port = self.config.switch.get("vip_port")
-        if not isinstance(port, int):  # as roleswap's check: the port of the primary
+    def through_fixed(self) -> Primary:
+        """The server a new connection to the VIP / HAProxy frontend reaches (its host and
+        port stay the fixed address)."""
+        assert self.fixed is not None
+        port = self.fixed.port
+        if port is None:  # a VIP without vip_port; as roleswap's check: the port of the primary
             port = self.writable_server().port
-        assert self.vip_host is not None
-        via = Primary("vip", self.vip_host, port)
+        via = Primary(self.fixed.via, self.fixed.host, port)
         conn = self._connect(via)
         try:
             return replace(via, name=self._server_name(conn))
@@ -207,7 +225,7 @@ class Database:
 
     def switch_to(self, primary: Primary, why: str, *, force: bool = False) -> bool:
         """Use ``primary`` from now on; drop idle connections (busy ones are dropped on return).
-        ``force``: drop them even if ``primary`` is unchanged (a VIP that moved)."""
+        ``force``: drop them even if ``primary`` is unchanged (a VIP or HAProxy that moved)."""
         with self._lock:
             if primary == getattr(self, "primary", None) and not force:
                 return False
@@ -223,10 +241,10 @@ class Database:
     def on_resume(self, payload: dict[str, Any] | None) -> None:
         """intermission hook: runs before this process releases its held requests."""
         target = (payload or {}).get("primary")
-        if self.vip_host is not None:  # same address, maybe another server behind it
+        if self.fixed is not None:  # same address, maybe another server behind it
             name = str(target.get("name")) if isinstance(target, dict) else self.primary.name
-            why = "resume payload (reconnect through the VIP)" if isinstance(target, dict) else \
-                "resume without payload (reconnect through the VIP)"
+            how = "payload" if isinstance(target, dict) else "without payload"
+            why = f"resume {how} (reconnect through {self.fixed.label})"
             self.switch_to(replace(self.primary, name=name), why, force=True)
         elif isinstance(target, dict):
             self.switch_to(Primary.from_dict(target), "resume payload")
@@ -241,8 +259,9 @@ class Database:
             if now - self._last_check < RECHECK_EVERY:
                 return
             self._last_check = now
-        if self.vip_host is not None:  # the VIP may have moved: new connections find out
-            self.switch_to(self.primary, "reconnect through the VIP after a failure", force=True)
+        if self.fixed is not None:  # the VIP / HAProxy may have moved: new connections find out
+            self.switch_to(self.primary, f"reconnect through {self.fixed.label} after a failure",
+                           force=True)
             return
         found = self.published()
         if found is not None:
@@ -273,7 +292,7 @@ class Database:
                 conn = self._connect(primary)
             except pymysql.MySQLError as e:
                 raise _failed(e, self, "connect") from None
-            if self.vip_host is not None:
+            if self.fixed is not None:
                 try:
                     primary = replace(primary, name=self._server_name(conn))
                 except pymysql.MySQLError as e:
@@ -331,15 +350,24 @@ class Database:
         return {"id": int(row[0]), "k": str(row[1]), "server_id": int(row[2]), "server": c.primary.name}
 
 
-def _vip_host(config: Config) -> str | None:
-    """The VIP's address when the config uses the vip switch method."""
+def fixed_address(config: Config) -> Fixed | None:
+    """Where the app always connects with the vip method (the VIP) or the haproxy method
+    (the first instance's frontend); None with any other method (the endpoint)."""
+    if config.switch_method == "haproxy":
+        from roleswap.switch.haproxy_config import haproxy_settings
+
+        host, port = haproxy_settings(config).instances[0].frontend
+        return Fixed("haproxy", host, port)
     if config.switch_method != "vip":
         return None
     raw = config.switch.get("vip")
     try:
-        return str(ipaddress.ip_interface(str(raw)).ip)
+        host = str(ipaddress.ip_interface(str(raw)).ip)
     except ValueError:
         raise RuntimeError(f"{config.source}: switch.vip = {raw!r} is not an address/prefix") from None
+    vip_port = config.switch.get("vip_port")  # else (as roleswap's check) the primary's port
+    ok = isinstance(vip_port, int) and not isinstance(vip_port, bool)
+    return Fixed("vip", host, vip_port if ok else None)
 
 
 def _failed(e: pymysql.MySQLError, db: Database, doing: str) -> WriteFailed:

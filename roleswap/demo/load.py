@@ -1,6 +1,6 @@
 """A bounded load generator for the demo app: reads and writes at a steady rate.
 
-``concurrency`` threads each keep one HTTP connection (httpx, loopback only) and send
+``concurrency`` threads each keep one HTTP connection (loopback only) and send
 at ``rate / concurrency`` requests/s; a thread that falls behind (its requests are
 held) does not burst to catch up.  It stops by itself after ``max_requests`` or
 ``max_seconds``, whichever comes first (or on :meth:`LoadGenerator.stop`).
@@ -8,10 +8,15 @@ held) does not burst to catch up.  It stops by itself after ``max_requests`` or
 Per request it records status, latency, the acknowledged id of a write, and the hold
 time the app reported (``X-Demo-Held-Ms``).  A read asks for a recently acknowledged
 id: a 404 there would be a lost write seen by a user, so it counts as a failure.
+
+``client="httpx"`` (the default) uses httpx; ``client="stdlib"`` uses :mod:`http.client`,
+which costs the generator about a third of the CPU per request: the bench's high write
+rates use it so that, on a small machine, the CPU goes to the app and the servers.
 """
 
 from __future__ import annotations
 
+import http.client
 import random
 import statistics
 import threading
@@ -19,6 +24,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from json import dumps, loads
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +65,7 @@ class LoadConfig:
     max_requests: int = 100_000
     max_seconds: float = 60.0
     timeout: float = 15.0  # per request; above the middleware's max_hold
+    client: str = "httpx"  # or "stdlib" (http.client: lighter, for high rates)
 
     def validate(self) -> None:
         host = urlsplit(self.base_url).hostname
@@ -68,6 +75,8 @@ class LoadConfig:
             raise ValueError("rate must be in (0, 20000] and write_ratio in [0, 1]")
         if not (1 <= self.concurrency <= 512) or self.max_requests < 1 or self.max_seconds <= 0:
             raise ValueError("concurrency 1-512, max_requests >= 1 and max_seconds > 0 are required")
+        if self.client not in ("httpx", "stdlib"):
+            raise ValueError(f"client must be httpx or stdlib, not {self.client!r}")
 
 
 def _pct(sorted_values: list[float], q: float) -> float:
@@ -127,6 +136,58 @@ def summarize(recs: list[Rec], seconds: float) -> Summary:
     )
 
 
+class _Response:
+    """What :meth:`LoadGenerator._one` reads from a response, for both clients."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self._body = body
+
+    def json(self) -> Any:
+        return loads(self._body)
+
+
+class _StdlibClient:
+    """One keep-alive :class:`http.client.HTTPConnection`; reconnects after an error, and
+    before a request after ``idle`` s without one (the server may have closed it: gunicorn's
+    keepalive is 5 s, and http.client would only notice after sending)."""
+
+    def __init__(self, base_url: str, timeout: float, idle: float = 2.0) -> None:
+        u = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=timeout)
+        self.idle = idle
+        self.last = 0.0
+
+    def _do(self, method: str, path: str, body: bytes | None = None) -> _Response:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if time.monotonic() - self.last > self.idle:
+            self.conn.close()  # the next request connects afresh
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            resp = self.conn.getresponse()
+            data = resp.read()
+        except BaseException:
+            self.conn.close()
+            raise
+        if resp.will_close:
+            self.conn.close()
+        self.last = time.monotonic()
+        return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+
+    def post(self, path: str, json: Any) -> _Response:
+        return self._do("POST", path, dumps(json).encode())
+
+    def get(self, path: str) -> _Response:
+        return self._do("GET", path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+TRANSPORT_ERRORS = (httpx.HTTPError, http.client.HTTPException, OSError)
+
+
 class LoadGenerator:
     def __init__(self, cfg: LoadConfig) -> None:
         cfg.validate()
@@ -183,8 +244,10 @@ class LoadGenerator:
         rng = random.Random(i)  # noqa: S311 - picks the request mix, not secrets
         deadline = self.started_at + cfg.max_seconds
         next_at = self.started_at + interval * i / cfg.concurrency
-        with httpx.Client(base_url=cfg.base_url, timeout=cfg.timeout, trust_env=False,
-                          limits=httpx.Limits(max_connections=1)) as client:
+        client: Any = (_StdlibClient(cfg.base_url, cfg.timeout) if cfg.client == "stdlib" else
+                       httpx.Client(base_url=cfg.base_url, timeout=cfg.timeout, trust_env=False,
+                                    limits=httpx.Limits(max_connections=1)))
+        try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= deadline:
@@ -202,8 +265,10 @@ class LoadGenerator:
                     if rec.kind == "write" and rec.ok and rec.row_id is not None:
                         self._recent.append(rec.row_id)
                         del self._recent[:-200]
+        finally:
+            client.close()
 
-    def _one(self, client: httpx.Client, rng: random.Random) -> Rec:
+    def _one(self, client: Any, rng: random.Random) -> Rec:
         target: int | None = None
         if rng.random() < self.cfg.write_ratio:
             kind, key = "write", uuid.uuid4().hex
@@ -217,7 +282,7 @@ class LoadGenerator:
                 resp = client.post("/write", json={"k": key})
             else:
                 resp = client.get(f"/read/{target}" if target is not None else "/read")
-        except httpx.HTTPError as e:
+        except TRANSPORT_ERRORS as e:
             return Rec(kind, start, time.monotonic(), 0, type(e).__name__, key=key)
         end = time.monotonic()
         rec = Rec(kind, start, end, resp.status_code, key=key, row_id=target)

@@ -93,12 +93,21 @@ class ScenarioResult:
         out += self.consistency.problems
         return out
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"pause": self.pause, "swaps": [s.as_dict() for s in self.swaps],
-                "load": self.load.as_dict(), "writable": self.writable.as_dict(),
-                "consistency": self.consistency.as_dict(), "recovered": self.recovered,
-                "held_per_swap": [len(self.held_during(s)) for s in self.swaps],
-                "stale_writes": len(self.stale_writes()), "problems": self.problems()}
+    def as_dict(self, *, records: bool = False) -> dict[str, Any]:
+        """The result as JSON; ``records``: also every request, compactly, for a redrawn timeline
+        (``roleswap.demo.plot``): ``t0`` the first request's time.monotonic() (the clock of the
+        swaps' ``windows``), ``records`` ``[[start_s - t0, latency_ms, held 0/1, ok 0/1], ...]``."""
+        out = {"pause": self.pause, "swaps": [s.as_dict() for s in self.swaps],
+               "load": self.load.as_dict(), "writable": self.writable.as_dict(),
+               "consistency": self.consistency.as_dict(), "recovered": self.recovered,
+               "held_per_swap": [len(self.held_during(s)) for s in self.swaps],
+               "stale_writes": len(self.stale_writes()), "problems": self.problems()}
+        if records:
+            t0 = min((r.start for r in self.records), default=0.0)
+            out["t0"] = round(t0, 6)
+            out["records"] = [[round(r.start - t0, 4), round(r.latency_ms, 2), int(r.held_ms is not None),
+                               int(r.ok)] for r in sorted(self.records, key=lambda r: r.start)]
+        return out
 
 
 Progress = Callable[[str, Summary | SwapRun], None]
@@ -109,18 +118,19 @@ def run_scenario(
     config_path: Path | str, base_url: str, *, swaps: int, rate: float = 250.0, write_ratio: float = 0.5,
     concurrency: int = 16, pause: bool = True, warmup: float = 1.0, gap: float = 0.5, settle: float = 1.0,
     partner: str | None = None, progress: Progress | None = None, progress_every: float = 0.5,
-    swapper: Swapper | None = None,
+    swapper: Swapper | None = None, client: str = "httpx",
 ) -> ScenarioResult:
     """``swaps`` swaps alternating between the current primary and ``partner`` under load.
 
     By default each swap is ``roleswap --json`` (with ``--no-pause`` if not ``pause``);
-    ``swapper`` replaces it (the bench's 2012-sequence baseline)."""
+    ``swapper`` replaces it (the bench's 2012-sequence baseline).  ``client``: the load
+    generator's HTTP client (:class:`LoadConfig`)."""
     cfg = load_config(config_path)
     a = current_primary_name(config_path)
     b = partner or next(n for n in sorted(cfg.servers) if n != a)
     budget = warmup + settle + swaps * (gap + 30.0)  # a hard bound; stop() ends it much sooner
     gen = LoadGenerator(LoadConfig(base_url, rate=rate, write_ratio=write_ratio, concurrency=concurrency,
-                                   max_requests=int(rate * budget) + 1, max_seconds=budget))
+                                   max_requests=int(rate * budget) + 1, max_seconds=budget, client=client))
     sampler = WritableSampler(cfg).start()
     stop_progress = threading.Event()
     runs: list[SwapRun] = []

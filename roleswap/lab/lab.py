@@ -42,12 +42,18 @@ def lab_up(
     hosts: bool = False,
     subnet: str | None = None,
     server: str = DEFAULT_SERVER,
+    haproxy: bool = False,
+    sentinel: bool = False,
 ) -> Lab:
     """Start db1 (primary) + ``replicas`` replicas + redis; return when replication is proven.
 
     ``server`` is a flavor of :mod:`roleswap.lab.flavors` (``mariadb-10.11``, the host's
     package; ``mariadb-11.8``; ``mysql-9.7``); a flavor that is not the host's own is
     fetched into the per-user cache first (once; progress goes to ``log``).
+    ``haproxy``: also start a HAProxy in front of every node and write a config with
+    ``switch.method = "haproxy"`` (see :mod:`roleswap.lab.haproxy_server`).
+    ``sentinel``: Redis as a primary + replica with three sentinels, and the Sentinel form
+    of ``[redis]`` in the config (see :mod:`roleswap.lab.redis_sentinel`).
     Never half-starts: on any failure everything started so far is stopped and
     the directory removed, then the error is raised.
     """
@@ -62,7 +68,12 @@ def lab_up(
         require_root()  # refuse before touching anything
     elif subnet is not None:
         raise LabError("--subnet only makes sense with --hosts", remedy="add --hosts")
-    procs.require(*fl.host_programs, "redis-server")
+    if haproxy and hosts:
+        raise LabError("--haproxy runs on the loopback lab only", remedy="drop --hosts or --haproxy")
+    if sentinel and hosts:
+        raise LabError("--sentinel runs on the loopback lab only", remedy="drop --hosts or --sentinel")
+    procs.require(*fl.host_programs, "redis-server", *(["haproxy"] if haproxy else []),
+                  *(["redis-sentinel"] if sentinel else []))
     if (directory / STATE_FILE).exists():
         existing = Lab.load(directory)
         if any(n.alive() for n in existing.nodes):
@@ -115,6 +126,14 @@ def lab_up(
             start_replication(spec, "127.0.0.1", specs[0].port, acc)
         prove_replication(specs, gtid)
         write_config(lab, acc)
+        if haproxy:
+            from roleswap.lab.haproxy_server import start_lab_haproxy
+
+            start_lab_haproxy(lab, record)
+        if sentinel:
+            from roleswap.lab.redis_sentinel import start_lab_sentinel
+
+            start_lab_sentinel(lab, record)
     except BaseException:
         lab_down(directory)
         raise
@@ -198,7 +217,7 @@ def lab_status(directory: Path | str = DEFAULT_DIR) -> list[dict[str, Any]]:
 
 
 def _answers(n: LabNode) -> bool:
-    if n.kind in ("redis", "sshd"):
+    if n.kind in ("redis", "sshd", "haproxy"):
         return procs.port_open(n.host, n.port)
     try:
         root_connect_socket(Path(n.dir) / "mysqld.sock", timeout=1).close()

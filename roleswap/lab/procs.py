@@ -23,10 +23,12 @@ PACKAGES = {
     "mariadb-install-db": "mariadb-server",
     "mariadb-admin": "mariadb-client",
     "redis-server": "redis-server",
+    "redis-sentinel": "redis-sentinel",
     "sshd": "openssh-server",
     "ssh-keygen": "openssh-client",
     "arping": "iputils-arping",
     "ip": "iproute2",
+    "haproxy": "haproxy",
 }
 
 _EXTRA_PATHS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -112,7 +114,7 @@ def cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
-SERVER_PROGRAMS = ("mariadbd", "mysqld", "redis-server", "sshd")
+SERVER_PROGRAMS = ("mariadbd", "mysqld", "redis-server", "redis-sentinel", "sshd", "haproxy")
 
 
 def servers_under(directory: Path) -> list[int]:

@@ -38,10 +38,12 @@ class RedisServer:
 def start_redis(
     workdir: Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 10.0,
     on_spawn: Callable[[RedisServer], None] = lambda _server: None,
+    extra: tuple[str, ...] = (),
 ) -> RedisServer:
     """Start redis-server in ``workdir`` (created) and return once it answers PING.
 
     ``on_spawn`` receives the server as soon as its process exists (to record its PID).
+    ``extra``: more redis-server options (e.g. ``--replicaof``, ``--requirepass``).
     """
     binary = procs.require("redis-server")["redis-server"]
     workdir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,7 @@ def start_redis(
         argv = [
             binary, "--port", str(p), "--bind", host, "--save", "", "--appendonly", "no",
             "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no",
-            "--logfile", str(workdir / "redis.log"),
+            "--logfile", str(workdir / "redis.log"), *extra,
         ]
         proc = procs.spawn(argv, workdir / "redis.out")
         server = RedisServer(host, p, proc.pid, workdir)
@@ -79,7 +81,9 @@ def _ping(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            answer = s.recv(64)
+            # +PONG, or -NOAUTH from a server that requires a password: it is up either way
+            return answer.startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from roleswap.config import Config, ServerConfig
+from roleswap.coord import client as redis_client
 from roleswap.coord.journal import Journal
 from roleswap.errors import StepError
 from roleswap.mysql import conn as mconn
@@ -66,14 +67,13 @@ class SwapContext:
         self.opts = opts
         self.swap_id = swap_id or uuid.uuid4().hex[:12]
         self.redis: redis.Redis | None = None
-        if config.redis_url is not None:
-            self.redis = redis.Redis.from_url(config.redis_url.reveal(), socket_timeout=2,
-                                              socket_connect_timeout=2)
+        self.redis = redis_client.connect(config)
         self.journal = Journal(self.redis, config.cluster, journal_dir(config))
         self._conns: dict[str, Connection[Any]] = {}
         self._dialects: dict[str, Dialect] = {}
         self.switch: SwitchMethod | None = None
         self.pause_handle: Any = None
+        self.pause_acks: Any = None  # the apps' acks, subscribed to before the pause
         self.notes: list[str] = []  # warnings worth showing in the report
 
     # -- servers ----------------------------------------------------------------
@@ -118,6 +118,11 @@ class SwapContext:
         return [s.name for s in topo.replicas_of(self.source) if s.name != self.target]
 
     def close(self) -> None:
+        if self.pause_acks is not None:  # prepared, and the pause never came
+            from intermission.drain import close_acks
+
+            close_acks(self.pause_acks)
+            self.pause_acks = None
         for c in self._conns.values():
             with contextlib.suppress(Exception):  # closing a dead connection is not an error
                 c.close()
@@ -133,6 +138,11 @@ class SwapContext:
 
     def remember(self, **values: Any) -> None:
         self.journal.set_state(**values)
+
+    def remember_with_end(self, **values: Any) -> None:
+        """Like :meth:`remember`, but written with the step's end record (which follows
+        at once): only for the last thing a step does."""
+        self.journal.stage(**values)
 
     # -- fault injection (tests) --------------------------------------------------
     def failpoint(self, step: str, when: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from roleswap.coord import client as redis_client
 from roleswap.errors import PreflightError
 from roleswap.swap.check import Check
 from roleswap.swap.context import SwapContext
@@ -101,5 +102,5 @@ def take_lock_first(ctx: SwapContext) -> None:
     except redis.RedisError as e:
         raise PreflightError(f"could not take the cluster lock: Redis {type(e).__name__}; "
                              "nothing was changed",
-                             remedy=f"check [redis] url in {ctx.config.source}") from None
+                             remedy=f"check {redis_client.where(ctx.config)}") from None
     ctx.journal.record.setdefault("state", {})["lock_token"] = lock.token

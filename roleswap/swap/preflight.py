@@ -12,6 +12,7 @@ from __future__ import annotations
 import redis
 
 from intermission.errors import IntermissionError
+from roleswap.coord import client as redis_client
 from roleswap.coord.lock import ClusterLock
 from roleswap.coord.swapstate import UnfinishedSwap, unfinished_swap
 from roleswap.errors import RoleSwapError
@@ -139,7 +140,7 @@ def _coordination(ctx: SwapContext) -> list[Check]:
     """Redis, the journal (a swap running now vs an interrupted one), the cluster lock
     and the apps that will hold requests.  Never raises for a Redis error."""
     out = []
-    url = f"[redis] url in {ctx.config.source}"
+    url = f"{redis_client.config_key(ctx.config)} in {ctx.config.source}"
     problem = "no [redis] url configured" if ctx.redis is None else ""
     if ctx.redis is not None:
         try:

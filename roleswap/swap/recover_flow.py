@@ -8,12 +8,15 @@ Never prints: it returns a :class:`RecoverReport` and emits a ``RecoverDecided``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from roleswap.config import Config
+from roleswap.coord import client as redis_client
 from roleswap.coord.runbook import RunbookRecord, remaining
 from roleswap.errors import RoleSwapError
 from roleswap.events import OnEvent, RecoverDecided, StepDone
 from roleswap.swap import reopen as ro
+from roleswap.swap.context import SwapContext, SwapOptions
 from roleswap.swap.recover import Decision, RecoverReport, load_interrupted, run_recover
 
 ConfirmRecover = Callable[[RecoverReport], bool]
@@ -28,16 +31,65 @@ def recover(config: Config, *, abandon: bool, emit: OnEvent, confirm: ConfirmRec
     rep = _recover(config, abandon=abandon, emit=emit, confirm=confirm)
     if rep.error is None and not rep.declined:
         rep.notes += close_runbook(config)
+        rep.notes += resync_journal(config)
     return rep
+
+
+def resync_journal(config: Config) -> list[str]:
+    """Repair what a Redis that lost writes (a failover, a restart without persistence:
+    see :mod:`roleswap.coord.journal`) leaves behind: write this host's journal copy back
+    if Redis's is behind, and publish the last finished swap's target again if it is the
+    only writable server but the endpoint names another.  Notes saying what was done."""
+    import redis as redis_mod
+
+    ctx = SwapContext(config, "", "", SwapOptions())
+    try:
+        if ctx.redis is None:
+            return []
+        try:
+            record = ctx.journal.load()
+            if record is None:
+                return []
+            behind = ctx.journal.redis_behind
+            notes = []
+            if behind is not None and ctx.journal.resync():
+                notes.append(f"the journal in Redis was behind this host's copy ({behind}): "
+                             "Redis had lost writes; wrote the local copy back to Redis")
+            notes += _republish(ctx, record)
+        except redis_mod.RedisError as e:
+            return [f"could not check the journal in Redis: Redis {type(e).__name__}"]
+        return notes
+    finally:
+        ctx.close()
+
+
+def _republish(ctx: SwapContext, record: dict[str, Any]) -> list[str]:
+    """After lost writes: publish the finished swap's target again if it is the only
+    writable server and the endpoint in Redis names another (endpoint method only)."""
+    from roleswap.coord import endpoint
+
+    target = record.get("to")
+    if (ctx.config.switch_method != "endpoint" or record.get("phase") != "done"
+            or ctx.redis is None or target not in ctx.config.servers):
+        return []
+    if [s.name for s in ctx.topology().writable()] != [target]:
+        return []
+    current = endpoint.current_primary(ctx.redis, ctx.config.cluster)
+    if current is not None and current.get("name") == target:
+        return []
+    s = ctx.config.servers[target]
+    endpoint.publish(ctx.redis, ctx.config.cluster, s.name, s.host, s.port, str(record["swap_id"]))
+    was = current.get("name") if current else "nothing"
+    return [f"the published primary was {was} (lost with those writes); published {target} again"]
 
 
 def close_runbook(config: Config) -> list[str]:
     """Notes about an interrupted runbook (and mark it abandoned); [] when none."""
     import redis as redis_mod
 
-    if config.redis_url is None:
+    client = redis_client.connect(config)
+    if client is None:
         return []
-    client = redis_mod.Redis.from_url(config.redis_url.reveal(), socket_timeout=2, socket_connect_timeout=2)
     try:
         rb = RunbookRecord(client, config.cluster)
         rec = rb.load_open()

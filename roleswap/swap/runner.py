@@ -31,6 +31,11 @@ class StepResult:
                 "detail": self.detail}
 
 
+# window name -> (start mark, end mark); see SwapResult.pause_ms / write_block_ms
+WINDOWS = {"pause": ("pause.start", "resume.end"), "write_block": ("fence.start", "promote.end"),
+           "swap": ("start", "end")}
+
+
 @dataclass
 class SwapResult:
     swap_id: str
@@ -42,6 +47,7 @@ class SwapResult:
     error: RoleSwapError | None = None
     notes: list[str] = field(default_factory=list)
     vip_move_ms: float | None = None  # vip method: VIP removal -> a new connection reached --to
+    haproxy_move_ms: float | None = None  # haproxy: old entry in maint -> new connections reach --to
 
     @property
     def ok(self) -> bool:
@@ -55,16 +61,16 @@ class SwapResult:
     @property
     def pause_ms(self) -> float | None:
         """Traffic paused: pause command sent -> resume command acknowledged."""
-        return self._span("pause.start", "resume.end")
+        return self._span(*WINDOWS["pause"])
 
     @property
     def write_block_ms(self) -> float | None:
         """No writable primary: fence started -> new primary writable."""
-        return self._span("fence.start", "promote.end")
+        return self._span(*WINDOWS["write_block"])
 
     @property
     def total_ms(self) -> float | None:
-        return self._span("start", "end")
+        return self._span(*WINDOWS["swap"])
 
     def as_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -78,12 +84,21 @@ class SwapResult:
         }
         if self.vip_move_ms is not None:
             out["vip_move_ms"] = self.vip_move_ms
+        if self.haproxy_move_ms is not None:
+            out["haproxy_move_ms"] = self.haproxy_move_ms
+        # Absolute windows for timelines: perf_counter is CLOCK_MONOTONIC on Linux, the
+        # same clock as time.monotonic() in any other process of this host.
+        windows = {name: [round(self.marks[a], 6), round(self.marks[b], 6)]
+                   for name, (a, b) in WINDOWS.items() if a in self.marks and b in self.marks}
+        if windows:
+            out["windows"] = windows
         if self.error is not None:
             out["error"] = self.error.as_dict()
         return out
 
 
 Printer = Callable[[StepResult], None]
+Entry = tuple[str, str, float | None, str | None]  # a journal step entry: name, status, ms, error
 
 
 def execute(ctx: SwapContext, plan: list[Step], show: Printer,
@@ -96,8 +111,13 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
     res = SwapResult(ctx.swap_id, ctx.source, ctx.target)
     res.marks["start"] = time.perf_counter()
     done: list[Step] = []
-    for step in plan:
-        ctx.journal.step(step.name, "running")
+    ahead: str | None = None  # the step already journaled as running with the last "done"
+    unwritten: list[Entry] = []  # a "done" deferred to the end of the next (read-only) step
+    for i, step in enumerate(plan):
+        if step.intent and ahead != step.name:
+            ctx.journal.steps([*unwritten, (step.name, "running", None, None)])
+            unwritten = []
+        ahead = None
         t0 = time.perf_counter()
         res.marks[f"{step.name}.start"] = t0
         applied = False
@@ -106,15 +126,31 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
             detail = step.apply(ctx)
             applied = True
             t1 = time.perf_counter()
-            # journaled as done before anything else can happen (a crash right after
-            # the point of no return must be finished by recover, not rolled back)
-            ctx.journal.step(step.name, "done", (t1 - t0) * 1000)
+            # Journaled as done before anything else can happen (a crash right after
+            # the point of no return must be finished by recover, not rolled back),
+            # together with the next step's start: one write instead of two, the state
+            # a crash right after the next step's own "running" write leaves.  Before
+            # a step that changes nothing (no intent) the write waits for that step's
+            # end: a crash inside it leaves what a crash just before this write leaves.
+            unwritten.append((step.name, "done", (t1 - t0) * 1000, None))
+            nxt = plan[i + 1] if i + 1 < len(plan) else None
+            if nxt is None or nxt.intent or step.ponr:
+                if nxt is not None and nxt.intent:
+                    ahead = nxt.name
+                    unwritten.append((ahead, "running", None, None))
+                ctx.journal.steps(unwritten)
+                unwritten = []
             ctx.failpoint(step.name, "after")
         except (Exception, KeyboardInterrupt) as e:
+            if ahead is not None:  # its turn will not come: not "running" in the record
+                ctx.journal.withdraw(ahead)
+                ahead = None
             ms = (time.perf_counter() - t0) * 1000
             err = e if isinstance(e, RoleSwapError) else RoleSwapError(
                 "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}")
-            ctx.journal.step(step.name, "failed", ms, err.message)
+            # a deferred "done" is a fact: it goes with the failure
+            ctx.journal.steps([*unwritten, (step.name, "failed", ms, err.message)])
+            unwritten = []
             res.steps.append(StepResult(step.name, "failed", ms, err.message))
             show(res.steps[-1])
             if passed_ponr or (applied and step.ponr):
@@ -137,6 +173,7 @@ def _finished(res: SwapResult, ctx: SwapContext) -> SwapResult:
     res.marks["end"] = time.perf_counter()
     res.notes += ctx.notes
     res.vip_move_ms = ctx.state.get("vip_move_ms")
+    res.haproxy_move_ms = ctx.state.get("haproxy_move_ms")
     return res
 
 

@@ -10,6 +10,11 @@ Contracts every step keeps:
 * ``undo`` of a step that never ran (or failed half-way) is harmless.
 * ``ponr`` marks the point of no return: once that step is done, failures are
   no longer rolled back but finished (see :mod:`roleswap.swap.runner`).
+* ``intent``: the runner journals "running" before ``apply`` (write-ahead), because
+  the step changes a server, Redis or a host.  A step that only reads and waits
+  (catch-up, fence-check) sets it False: a crash inside it leaves the same facts as a
+  crash just before it, so its record is written with its end, and the pause window
+  holds one journal write (a Redis round trip) fewer.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Step:
     ponr: bool = False
     # steps that need no undo say so (printed in the plan)
     reversible: bool = True
+    intent: bool = True  # journal "running" before apply (False: it changes nothing)
 
     def title(self, ctx: SwapContext) -> str:
         return self.name

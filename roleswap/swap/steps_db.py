@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from roleswap.errors import StepError
@@ -24,6 +25,7 @@ from roleswap.swap.replica_ops import (
     replication_address,
 )
 from roleswap.swap.step import Step
+from roleswap.swap.steps_traffic import prepare_pause
 
 __all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Promote", "Repoint", "Verify",
            "mode", "point_to", "replica_rows", "replicates_from", "replication_address"]
@@ -31,7 +33,8 @@ __all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Promote", "Re
 
 # -- steps --------------------------------------------------------------------------
 class PreSync(Step):
-    """Wait (traffic still flowing) until the target is close, so the paused catch-up is short."""
+    """Wait (traffic still flowing) until the target is close, so the paused catch-up is
+    short; then let the switch method prepare (reads kept out of the pause window)."""
 
     name = "pre-sync"
     reversible = False
@@ -39,17 +42,41 @@ class PreSync(Step):
     def title(self, ctx: SwapContext) -> str:
         return f"wait for {ctx.target} to apply what {ctx.source} has now (writes still flow)"
 
+    # Converged when one round's wait took at most CLOSE_S: the backlog the paused
+    # catch-up inherits is then ~CLOSE_S of writes.  Under heavy writes one wait is not
+    # enough (lag builds again while we waited); a replica that applies slower than the
+    # primary writes never converges, and then ROUNDS bounds the effort.
+    CLOSE_S = 0.005
+    ROUNDS = 20
+
     def apply(self, ctx: SwapContext) -> str:
+        if ctx.switch is not None:
+            ctx.switch.prepare(ctx)
         m = mode(ctx)
-        pos = m.read(ctx, ctx.source)
-        reached = m.wait(ctx, ctx.target, pos, ctx.opts.catchup_timeout)
-        if not reached:
-            raise StepError(missed(ctx.target, reached, f"{ctx.source}'s position",
-                                   ctx.opts.catchup_timeout) + " while writes were flowing",
-                            remedy="let it catch up (see `roleswap status`) or raise --catchup-timeout"
-                            if reached is not None else f"start replication on {ctx.target} "
-                            "(see `roleswap status`)")
-        return "caught up"
+        deadline = time.monotonic() + ctx.opts.catchup_timeout
+        waited = 0.0
+        for rnd in range(1, self.ROUNDS + 1):
+            pos = m.read(ctx, ctx.source)
+            t0 = time.monotonic()
+            left = max(0.0, deadline - t0)
+            reached = m.wait(ctx, ctx.target, pos, left)
+            waited = time.monotonic() - t0
+            if reached is False and rnd > 1:  # it did reach an earlier position: close enough
+                prepare_pause(ctx)
+                return (f"close: still behind after {rnd} rounds and {ctx.opts.catchup_timeout:g}s "
+                        "(the paused catch-up waits the rest)")
+            if not reached:
+                raise StepError(missed(ctx.target, reached, f"{ctx.source}'s position",
+                                       ctx.opts.catchup_timeout) + " while writes were flowing",
+                                remedy="let it catch up (see `roleswap status`) or raise "
+                                       "--catchup-timeout" if reached is not None else
+                                f"start replication on {ctx.target} (see `roleswap status`)")
+            if waited <= self.CLOSE_S:
+                prepare_pause(ctx)
+                return f"caught up ({rnd} round{'s' if rnd > 1 else ''}, last wait {waited * 1000:.1f} ms)"
+        prepare_pause(ctx)
+        return (f"close: the last of {self.ROUNDS} rounds waited {waited * 1000:.0f} ms (the target "
+                "applies about as fast as the primary writes; the paused catch-up waits the rest)")
 
 
 class Promote(Step):
@@ -144,23 +171,40 @@ class Repoint(Step):
         return f"repoint {', '.join(sib)} to {ctx.target}{extra}"
 
     def apply(self, ctx: SwapContext) -> str:
-        done = []
+        siblings = list(ctx.state.get("siblings", []))
         stopped = stopped_siblings(ctx)
-        for name in ctx.state.get("siblings", []):
-            d = ctx.dialect(name)
-            configured, running = replicates_from(ctx, name, ctx.target)
-            if name not in stopped and configured and running:
-                continue
-            how = follow(ctx, name, ctx.target, _pointer(ctx, name), start=name not in stopped)
-            if name not in stopped:
-                done.append(name + how)
-                continue
-            threads = stopped[name]
-            for thread in threads:  # idempotent: starting a running thread only warns
-                ctx.run(name, [(f"{d.start_replica_sql} {_THREAD_KEYWORD[thread]}", ())])
-            done.append(f"{name} (left stopped)" if not threads
-                        else f"{name} ({'+'.join(t.upper() for t in threads)} only)")
+        for name in siblings:
+            ctx.dialect(name)  # asked once, before the threads (the cache is not shared-safe)
+        # Each sibling on its own connection, all at once: 6 replicas take as long as one.
+        # Every sibling is tried even if another fails (none is left half-done for no reason).
+        with ThreadPoolExecutor(max_workers=max(1, len(siblings))) as pool:
+            futures = [pool.submit(self._one, ctx, name, stopped) for name in siblings]
+            outcomes = [f.exception() or f.result() for f in futures]
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            first = failed[0]
+            raise StepError("; ".join(getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+                                      for e in failed),
+                            remedy=getattr(first, "remedy", "") or "see `roleswap status`")
+        done = [o for o in outcomes if isinstance(o, str) and o]
         return ", ".join(done) or "nothing to do"
+
+    @staticmethod
+    def _one(ctx: SwapContext, name: str, stopped: dict[str, list[str]]) -> str:
+        d = ctx.dialect(name)
+        configured, running = replicates_from(ctx, name, ctx.target)
+        if name not in stopped and configured and running:
+            return ""
+        how = follow(ctx, name, ctx.target, _pointer(ctx, name), start=name not in stopped)
+        if name not in stopped:
+            return name + how
+        threads = stopped[name]
+        for thread in threads:  # idempotent: starting a running thread only warns
+            ctx.run(name, [(f"{d.start_replica_sql} {_THREAD_KEYWORD[thread]}", ())])
+        return (f"{name} (left stopped)" if not threads
+                else f"{name} ({'+'.join(t.upper() for t in threads)} only)")
 
 
 class Verify(Step):

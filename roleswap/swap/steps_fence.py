@@ -97,6 +97,7 @@ class CatchUp(Step):
 
     name = "catch-up"
     reversible = False
+    intent = False  # it reads and waits; nothing to record before it
     max_rounds = 5
 
     def title(self, ctx: SwapContext) -> str:
@@ -125,7 +126,7 @@ class CatchUp(Step):
             # No sleeps: the position is final when it did not move while we waited.
             again = m.read(ctx, ctx.source)
             if same(again, pos):
-                ctx.remember(final_position=pos)
+                ctx.remember_with_end(final_position=pos)  # its last act
                 return _fmt(pos)
             pos = again
         d = ctx.dialect(ctx.source)
@@ -140,6 +141,7 @@ class FenceCheck(Step):
 
     name = "fence-check"
     reversible = False
+    intent = False  # it only reads
 
     def title(self, ctx: SwapContext) -> str:
         return f"re-read {ctx.source}'s position: unchanged since catch-up, or roll back"

@@ -7,7 +7,8 @@ A method contributes steps at fixed *phases* of the plan:
     after_promote  e.g. publish the new endpoint / put the VIP on the new primary
     after_resume   informational hooks, after the point of no return
 
-and its own preflight checks (which never write).  The table of methods is
+its own preflight checks (which never write), and ``prepare`` (reads done before the
+pause so the pause window holds only the switch itself).  The table of methods is
 :mod:`roleswap.switch.registry` (methods import this module, never the other way).
 """
 
@@ -31,6 +32,11 @@ class SwitchMethod:
 
     def steps(self, ctx: SwapContext) -> dict[str, list[Step]]:
         return {}
+
+    def prepare(self, ctx: SwapContext) -> None:
+        """Gather, before traffic is paused (under the cluster lock), what the steps would
+        otherwise read inside the pause window.  Optional for the steps: one that finds
+        nothing prepared (recover runs only the steps left) reads it itself."""
 
     def close(self) -> None:
         """Release connections (SSH sessions...) opened for the swap."""

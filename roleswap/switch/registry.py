@@ -1,4 +1,4 @@
-"""The table of switch methods: name -> class (imported lazily: vip pulls in SSH)."""
+"""The table of switch methods: name -> class (imported lazily: vip and haproxy pull in SSH)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def make_switch(name: str) -> SwitchMethod:
         from roleswap.switch.vip import VipSwitch
 
         table["vip"] = VipSwitch
+    if name == "haproxy":
+        from roleswap.switch.haproxy import HaproxySwitch
+
+        table["haproxy"] = HaproxySwitch
     try:
         return table[name]()
     except KeyError:

@@ -11,11 +11,13 @@ Config::
     # vip_port = 3306           # default: the port of --to
     # + the SSH keys of roleswap.remote (ssh_user, ssh_key, known_hosts, sudo ...)
 
-Steps: ``vip-remove`` right after the fence (kill leftover arping, ``ip addr del``,
-check it is gone) and ``vip-add`` after promotion (``ip addr add``, ONE gratuitous
-ARP synchronously -- without it the first connection often stalls 0.5-1 s -- then a
-few in the background, then a new MySQL connection to the VIP must reach --to by
-server_id).  If the VIP cannot be removed the swap rolls back: never two holders.
+Before the pause (``prepare``): kill a leftover arping on the old primary, read which
+interfaces hold the VIP there and the target's server_id.  Steps: ``vip-remove`` right
+after the fence (``ip addr del`` + the proof it is gone, one SSH round trip) and
+``vip-add`` after promotion (``ip addr add``, ONE gratuitous ARP synchronously --
+without it the first connection often stalls 0.5-1 s -- and a few in the background,
+one round trip; then a new MySQL connection to the VIP must reach --to by server_id).
+If the VIP cannot be removed the swap rolls back: never two holders.
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ from roleswap.swap.step import Step
 from roleswap.switch.base import SwitchMethod
 from roleswap.switch.vip_checks import probe, server_id, vip_preflight
 from roleswap.switch.vip_cmds import (
+    ADD_FAILED,
+    DEL_FAILED,
     GARP_WAITS,
+    cmd_add_announce,
     cmd_addr,
     cmd_addrs,
     cmd_find_arping,
-    cmd_garp_background,
     cmd_garp_sync,
     cmd_kill,
+    cmd_remove,
     parse_addrs,
 )
 from roleswap.switch.vip_config import VipSettings, interface, vip_settings
@@ -52,6 +57,9 @@ class VipSwitch(SwitchMethod):
     def __init__(self) -> None:
         self._shells: dict[str, RemoteShell] = {}
         self._settings: VipSettings | None = None
+        # read by prepare() before the pause (this process only; recover reads afresh)
+        self.source_ifaces: list[str] | None = None
+        self.target_id: int | None = None
 
     def settings(self, ctx: SwapContext) -> VipSettings:
         if self._settings is None:
@@ -86,26 +94,48 @@ class VipSwitch(SwitchMethod):
     def preflight(self, ctx: SwapContext) -> list[Check]:
         return vip_preflight(self, ctx)
 
+    def prepare(self, ctx: SwapContext) -> None:
+        """Before the pause: stop a leftover arping on the source (one would pull clients
+        back to it after the move; only roleswap starts them, and we hold the lock), and
+        read the source's VIP interfaces and the target's server_id, so the pause window
+        holds one SSH round trip per host.  A host that fails here is left to the steps,
+        which read for themselves and report it."""
+        try:
+            self.kill_arping(ctx, ctx.source)
+            self.source_ifaces = self.holders(ctx, ctx.source)
+            self.target_id = server_id(ctx, ctx.target)
+        except RoleSwapError:
+            self.source_ifaces = self.target_id = None
+
     def steps(self, ctx: SwapContext) -> dict[str, list[Step]]:
         return {"after_fence": [VipRemove(self)], "after_promote": [VipAdd(self)]}
 
 
 def add_vip(sw: VipSwitch, ctx: SwapContext, name: str) -> str:
-    """Put the VIP on ``name`` (if absent) and announce it: sync GARP + background GARPs."""
+    """Put the VIP on ``name`` (there already is fine) and announce it: the synchronous
+    GARP and the background ones, in ONE round trip; the GARP again with a longer wait
+    only if arping's own "Sent 1 probes" (the proof it left) is missing."""
     s, iface, sh = sw.settings(ctx), interface(ctx.config, name), sw.shell(ctx, name)
-    if not sw.holders(ctx, name):
-        sh.check(cmd_addr("add", s, iface), f"ip addr add {s.ip}", privileged=True)
     t0 = time.perf_counter()
-    for wait in GARP_WAITS:  # a busy host may need longer to start arping
-        out = sh.run(cmd_garp_sync(s, iface, wait), timeout=wait + 5, privileged=True).out
-        if re.search(r"Sent [1-9]\d* probe", out):
+    first, *longer = GARP_WAITS
+    out = sh.run(cmd_add_announce(s, iface, first, sh.sudo), timeout=first + 5).out
+    if ADD_FAILED in out:
+        tail = ([ln for ln in out.split(ADD_FAILED)[0].strip().splitlines() if ln] or [""])[-1]
+        raise RemoteError(f"ip addr add {s.ip} on {sh.t.where} failed: {tail[:200]}",
+                          remedy=f"see the message; with sudo = true check the sudoers rules in {DOC}"
+                          if sh.t.sudo else "see the message")
+    for wait in longer:
+        if _sent(out):
             break
-    else:
+        out = sh.run(cmd_garp_sync(s, iface, wait), timeout=wait + 5, privileged=True).out
+    if not _sent(out):
         raise StepError(f"arping did not send a gratuitous ARP for {s.ip} on {name}: {out[-120:]}",
                         remedy=f"run `arping -U -c 1 -I {iface} {s.ip}` on {name} by hand")
-    if s.arping_count:
-        sh.check(cmd_garp_background(s, iface), "background arping", privileged=True)
-    return f"{(time.perf_counter() - t0) * 1000:.0f} ms GARP"
+    return f"{(time.perf_counter() - t0) * 1000:.0f} ms add + GARP"
+
+
+def _sent(arping_out: str) -> bool:
+    return re.search(r"Sent [1-9]\d* probe", arping_out) is not None
 
 
 class VipRemove(Step):
@@ -119,15 +149,29 @@ class VipRemove(Step):
                 f"({interface(ctx.config, ctx.source)})")
 
     def apply(self, ctx: SwapContext) -> str:
-        s, src = self.sw.settings(ctx), ctx.source
+        s, src, sw = self.sw.settings(ctx), ctx.source, self.sw
         t0 = time.perf_counter()
-        ctx.remember(vip_remove_started=time.time())
-        self.sw.kill_arping(ctx, src)  # an old arping would pull clients back to src
-        sh = self.sw.shell(ctx, src)
-        for iface in self.sw.holders(ctx, src):
-            ctx.remember(vip_remove_sent=True)  # from here the VIP may be gone: undo must re-add
-            sh.check(cmd_addr("del", s, iface), f"ip addr del {s.ip}", privileged=True)
-        left = self.sw.holders(ctx, src)
+        ifaces = sw.source_ifaces
+        if ifaces is None:  # not prepared (recover): read it here
+            sw.kill_arping(ctx, src)  # an old arping would pull clients back to src
+            ifaces = sw.holders(ctx, src)
+        sh = sw.shell(ctx, src)  # (re)connects: a host we cannot reach fails here, untouched
+        # from here the VIP may be gone: undo must re-add it (re-adding where it still is,
+        # is harmless)
+        ctx.remember(vip_remove_started=time.time(), vip_remove_sent=True)
+        try:
+            out = sh.run(cmd_remove(s, ifaces, sh.sudo)).out
+        except RemoteError as e:
+            if not e.sent:  # it never reached the host: the VIP is where it was
+                ctx.remember(vip_remove_sent=False)
+            raise
+        ip = s.ip
+        left = [i for i, a in parse_addrs(out) if a.split("/")[0] == ip]
+        if DEL_FAILED in out and left:
+            tail = ([ln for ln in out.split(DEL_FAILED)[0].strip().splitlines() if ln] or [""])[-1]
+            raise RemoteError(f"ip addr del {ip} on {sh.t.where} failed: {tail[:200]}",
+                              remedy=f"see the message; with sudo = true check the sudoers rules "
+                                     f"in {DOC}" if sh.t.sudo else "see the message")
         if left:
             raise StepError(f"VIP {s.ip} is still on {src} ({', '.join(left)}) after removal",
                             remedy=f"check {src} by hand (`ip -4 addr`); see {DOC}")
@@ -163,7 +207,7 @@ class VipAdd(Step):
 
     def apply(self, ctx: SwapContext) -> str:
         s, dst = self.sw.settings(ctx), ctx.target
-        want = server_id(ctx, dst)
+        want = self.sw.target_id if self.sw.target_id is not None else server_id(ctx, dst)
         ctx.remember(vip_add_sent=True)
         garp = add_vip(self.sw, ctx, dst)
         deadline = time.monotonic() + s.verify_timeout
@@ -185,7 +229,7 @@ class VipAdd(Step):
             time.sleep(0.005)
         started = ctx.state.get("vip_remove_started")
         move_ms = (time.time() - started) * 1000 if started else float("nan")
-        ctx.remember(vip_move_ms=round(move_ms, 1))
+        ctx.remember_with_end(vip_move_ms=round(move_ms, 1))  # a figure, not a fact to act on
         ctx.notes.append(f"VIP {s.ip} moved {ctx.source} -> {dst}: {move_ms:.0f} ms from removal "
                          f"to a new connection reaching {dst}")
         return f"{garp}; new connection reached {dst} (try {tries}); moved in {move_ms:.0f} ms"

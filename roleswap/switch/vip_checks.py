@@ -8,11 +8,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from roleswap.config import ServerConfig
 from roleswap.errors import RoleSwapError
-from roleswap.mysql import conn as mconn
 from roleswap.remote import DOC
 from roleswap.swap.check import Check
+from roleswap.switch.probe import server_id, server_id_via
 from roleswap.switch.vip_cmds import (
     EXAMPLE_PID,
     cmd_kill,
@@ -30,17 +29,7 @@ if TYPE_CHECKING:
 
 def probe(ctx: SwapContext, s: VipSettings, timeout: float = 1.0) -> int:
     """server_id behind a NEW connection to the VIP (raises ServerError)."""
-    port = s.port or ctx.server(ctx.target).port
-    target = ServerConfig(name="vip", host=s.ip, port=port)
-    c = mconn.connect(target, ctx.config.mysql, timeout=timeout, tls=ctx.config.tls)
-    try:
-        return int(mconn.run(c, target, [("SELECT @@server_id AS id", ())])[0]["id"])
-    finally:
-        c.close()
-
-
-def server_id(ctx: SwapContext, name: str) -> int:
-    return int(ctx.query(name, "SELECT @@server_id AS id")[0]["id"])
+    return server_id_via(ctx, "vip", s.ip, s.port or ctx.server(ctx.target).port, timeout)
 
 
 def vip_preflight(sw: VipSwitch, ctx: SwapContext) -> list[Check]:

@@ -60,10 +60,29 @@ def _assert_clean(res: ScenarioResult, server: AppServer) -> None:
 
 
 @pytest.mark.timeout(150)
-def test_wsgi_gunicorn_four_workers(module_lab: RunningLab, wsgi_app: AppServer) -> None:
+def test_wsgi_gunicorn_four_workers(module_lab: RunningLab, wsgi_app: AppServer, tmp_path: Path) -> None:
     res = run_scenario(module_lab.config_path, wsgi_app.url, swaps=SWAPS, rate=RATE, gap=0.4)
     _assert_clean(res, wsgi_app)
     assert res.consistency.primary == "db1"
+    # roleswap's absolute windows (--json "windows") are on the load generator's clock: each lies
+    # inside its roleswap command's run, and every held request overlaps its swap's pause window
+    # (give or take the resume's way to the app processes: roleswap's window ends when the resume
+    # is acknowledged, and a request sent a few ms later can still meet a process not resumed yet)
+    for s in res.swaps:
+        (p0, p1), (b0, b1), (r0, r1) = s.windows["pause"], s.windows["write_block"], s.windows["swap"]
+        assert s.started <= r0 <= p0 <= b0 < b1 <= p1 <= r1 <= s.ended, s.windows
+        odd = [(round((h.start - p0) * 1000, 1), round((h.end - p0) * 1000, 1), h.held_ms)
+               for h in res.held_during(s) if not (h.start < p1 + 0.25 and h.end > p0)]
+        assert not odd, f"pause window {(p1 - p0) * 1000:.1f} ms; held (sent, answered, held ms): {odd}"
+    # ... and the timeline of this real run draws (scripts/demo --plot; the plot extra)
+    from roleswap.demo import plot
+
+    try:
+        plot.require()
+    except plot.PlotUnavailable as e:
+        pytest.skip(str(e))
+    png = plot.timeline(res, tmp_path / "timeline.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 @pytest.mark.timeout(150)

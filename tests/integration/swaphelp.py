@@ -238,6 +238,16 @@ def resync_replica(lab: RunningLab, name: str, primary: str = "db1") -> None:
     lab.run(name, d.reset_binlogs() + d.adopt_gtid_position(pos) + d.start_replication())
 
 
+def last_journal_step(lab: RunningLab) -> tuple[str, str] | None:
+    """(name, status) of the last step in the lab's local journal file, or None."""
+    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
+    try:
+        steps = json.loads(path.read_text().splitlines()[-1])["steps"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    return (steps[-1]["name"], steps[-1]["status"]) if steps else None
+
+
 class BackgroundSwap:
     """``roleswap --from A --to B --yes --json`` as its own process, while the test acts
     on the lab (with ROLESWAP_SLEEP_AT in ``env`` to hold it inside a window)."""

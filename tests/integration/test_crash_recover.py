@@ -18,6 +18,7 @@ from tests.integration.swaphelp import (
     BackgroundSwap,
     assert_same_data,
     back_to_db1,
+    last_journal_step,
     primary_of,
     resync_replica,
     roleswap,
@@ -41,15 +42,6 @@ def crash(lab: RunningLab, name: str, *, wipe: tuple[str, ...] = ()) -> None:
     for f in wipe:
         (lab.dir / name / "data" / f).write_text("")
     nodes.start_node_again(lab.dir, name)
-
-
-def last_journal_step(lab: RunningLab) -> tuple[str, str] | None:
-    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
-    try:
-        steps = json.loads(path.read_text().splitlines()[-1])["steps"]
-    except (OSError, ValueError, IndexError, KeyError):
-        return None
-    return (steps[-1]["name"], steps[-1]["status"]) if steps else None
 
 
 def test_a_crashed_primary_comes_back_read_only_and_recover_reopens_it(lab: RunningLab) -> None:

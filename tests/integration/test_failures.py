@@ -137,3 +137,30 @@ def test_a_swap_is_refused_while_one_is_interrupted(lab: RunningLab) -> None:
     checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
     assert checks["journal"]["status"] == "fail"
     assert roleswap(lab, "recover", "--yes").returncode == 0
+
+
+def test_a_redis_stall_at_unlock_does_not_leave_the_lock_held(lab: RunningLab) -> None:
+    """Redis stops (SIGSTOP) for 6 s from verify on, so the journal write before unlock
+    times out and the release meets a Redis that accepts connections but answers nothing:
+    the release is retried, and the lock is free when the swap exits instead of held for
+    its TTL (found by tests/faults: redis-stop during verify)."""
+    import os
+    import signal
+    import threading
+
+    from roleswap.lab import nodes
+    from tests.integration.swaphelp import BackgroundSwap, last_journal_step
+
+    with BackgroundSwap(lab, "db1", "db2", env={"ROLESWAP_SLEEP_AT": "verify:before=0.3"}) as bg:
+        bg.wait_for(lambda: last_journal_step(lab) == ("verify", "running"))  # sleeping
+        pid = nodes.kill_node(lab.dir, "redis", signal.SIGSTOP)
+        timer = threading.Timer(6.0, os.kill, (pid, signal.SIGCONT))
+        timer.start()
+        try:
+            code, data, printed = bg.result()
+        finally:
+            timer.join()
+            os.kill(pid, signal.SIGCONT)
+    assert code == 0, printed
+    assert ClusterLock(client(lab), lab.config.cluster, 1).holder() is None, data["steps"][-1]
+    wait_healthy(lab, "db2")

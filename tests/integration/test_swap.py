@@ -130,3 +130,29 @@ def test_without_yes_asks_and_no_means_nothing_changes(module_lab: RunningLab) -
     assert "Swap roles: promote db2, demote db1?" in res.stdout
     assert res.returncode == 1
     assert snapshot(lab) == before
+
+
+def test_the_pause_step_starts_with_the_apps_acks_already_subscribed(module_lab: RunningLab) -> None:
+    """Pre-sync subscribes to the apps' acks: when the pause step begins the subscription
+    exists, so no connection setup sits inside the pause window (it once cost ~1 ms)."""
+    from intermission.protocol import acks_channel
+    from tests.integration.swaphelp import BackgroundSwap, last_journal_step
+
+    lab = module_lab
+    assert lab.config.redis_url is not None
+    r = redis.Redis.from_url(lab.config.redis_url.reveal())
+    channel = acks_channel(lab.config.scope)
+    source = _writable(lab)
+    target = "db2" if source != "db2" else "db1"
+    with BackgroundSwap(lab, source, target, env={"ROLESWAP_SLEEP_AT": "pause:before=1"}) as bg:
+        bg.wait_for(lambda: last_journal_step(lab) == ("pause", "running"))  # sleeps before it
+        subscribers = dict(r.pubsub_numsub(channel))[channel.encode()]
+        code, _data, printed = bg.result()
+    assert subscribers == 1, "no subscription to the acks before the pause step"
+    assert code == 0, printed
+    assert dict(r.pubsub_numsub(channel))[channel.encode()] == 0  # closed after the drain
+
+
+def _writable(lab: RunningLab) -> str:
+    snap = snapshot(lab)
+    return next(name for name, s in snap.items() if not s["read_only"])

@@ -24,6 +24,9 @@ class FakeCtx:
     target: str = "db2"
     log: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    switch: Any = None
+    pause_acks: Any = None
+    redis: Any = None
 
     def dialect(self, name: str) -> Dialect:
         return self.dialects[name]
@@ -40,6 +43,9 @@ class FakeCtx:
         return self.run(name, [(sql, params)])
 
     def remember(self, **values: Any) -> None:
+        self.state.update(values)
+
+    def remember_with_end(self, **values: Any) -> None:
         self.state.update(values)
 
     def statements(self, name: str) -> list[str]:

@@ -230,3 +230,21 @@ def test_filter_on_mysql_source_remedy_uses_change_replication_filter() -> None:
     [check] = _source_filters(as_ctx(f), s, s)
     assert "REPLICATE_IGNORE_TABLE=app.t" in check.message
     assert "clear them (CHANGE REPLICATION FILTER REPLICATE_IGNORE_TABLE=())" in check.remedy
+
+
+def test_pre_sync_waits_again_until_one_wait_is_short() -> None:
+    """Under heavy writes lag builds again while pre-sync waits: it re-reads the primary
+    and waits again until a wait is short, so the paused catch-up inherits little."""
+    import time
+
+    slow = [0.03, 0.03]  # the first two waits take 30 ms (lag), then they are instant
+
+    def wait(params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        if slow:
+            time.sleep(slow.pop())
+        return [{"w": 0}]
+
+    f = fake(answers={("db1", EXECUTED): [{"g": CANONICAL}], ("db2", MYSQL_WAIT): wait})
+    detail = PreSync().apply(as_ctx(f))
+    reads = [n for n, sql, _ in f.log if sql == EXECUTED]
+    assert len(reads) >= 3 and detail.startswith(f"caught up ({len(reads)} rounds"), detail

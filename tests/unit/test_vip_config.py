@@ -126,3 +126,55 @@ def test_lab_subnet_must_be_inside_198_18() -> None:
                 "198.18.1.1/24"):
         with pytest.raises(LabError):
             parse_subnet(bad)
+
+
+def _fake_tools(tmp: Any, ip_out: str, ip_rc: int) -> dict[str, str]:
+    """A PATH whose `ip` prints ``ip_out`` and exits ``ip_rc``; `timeout` stands for the
+    synchronous arping (prints its summary); `arping` (background) records its call."""
+    import os
+    import stat
+
+    for name, body in {"ip": f'echo "$*" >> "$LOG"; printf "%s\\n" {shlex.quote(ip_out)}; exit {ip_rc}',
+                       "timeout": 'echo "timeout $*" >> "$LOG"; echo "Sent 1 probes (1 broadcast(s))"',
+                       "arping": 'echo "arping $*" >> "$LOG"'}.items():
+        f = tmp / name
+        f.write_text(f"#!/bin/sh\n{body}\n")
+        f.chmod(f.stat().st_mode | stat.S_IEXEC)
+    return {"PATH": f"{tmp}:{os.environ['PATH']}", "LOG": str(tmp / "log")}
+
+
+@pytest.mark.parametrize(("ip_out", "ip_rc", "announced"), [
+    ("", 0, True), ("RTNETLINK answers: File exists", 2, True),
+    ("RTNETLINK answers: Operation not permitted", 2, False)])
+def test_add_announce_is_one_command_that_announces_only_a_held_vip(
+        tmp_path: Any, ip_out: str, ip_rc: int, announced: bool) -> None:
+    import subprocess
+    import time
+
+    env = _fake_tools(tmp_path, ip_out, ip_rc)
+    cmd = vip_cmds.cmd_add_announce(S, "eth0", 0.003, lambda c: c)
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=env).stdout
+    for _ in range(100):  # the background arping may log a moment later
+        log = (tmp_path / "log").read_text()
+        if not announced or "arping -q -U -c 4" in log:
+            break
+        time.sleep(0.01)
+    assert ("Sent 1 probes" in out) is announced
+    assert (vip_cmds.ADD_FAILED in out) is not announced
+    assert ("timeout -s INT 0.003 arping -U -c 1 -I eth0 10.0.0.50" in log) is announced
+    assert ("arping -q -U -c 4 -I eth0 10.0.0.50" in log) is announced
+    if not announced:
+        assert "Operation not permitted" in out
+
+
+def test_remove_is_one_command_that_lists_what_is_left(tmp_path: Any) -> None:
+    import subprocess
+
+    env = _fake_tools(tmp_path, "2: eth0    inet 10.0.0.11/24 scope global eth0", 0)
+    cmd = vip_cmds.cmd_remove(S, ["eth0", "bond0"], lambda c: "sudo -n -- " + c)
+    assert cmd.count("sudo -n -- ip addr del 10.0.0.50/24 dev") == 2
+    assert "sudo -n -- ip -o" not in cmd  # listing needs no privilege
+    out = subprocess.run(["sh", "-c", cmd.replace("sudo -n -- ", "")], capture_output=True, text=True,
+                         env=env).stdout
+    assert set(vip_cmds.parse_addrs(out)) == {("eth0", "10.0.0.11/24")}  # (the fake lists every call)
+    assert vip_cmds.DEL_FAILED not in out

@@ -146,3 +146,66 @@ def test_expired_token_seen_again_with_a_real_ttl_pauses_again(agent: Agent) -> 
     store.state = LeaseState(lease(), 20.0, None)  # still renewed: we were cut off
     agent._poll(store)  # type: ignore[arg-type]
     assert agent.gate.paused
+
+
+class BeatStore:
+    """Records every heartbeat: (published an ack?, what it said)."""
+
+    def __init__(self) -> None:
+        self.beats: list[tuple[bool, p.ProcessInfo]] = []
+
+    def heartbeat(self, info: p.ProcessInfo, ttl: float, *, notify: bool) -> None:
+        self.beats.append((notify, info))
+
+
+def wait_beats(store: BeatStore, n: int) -> tuple[bool, p.ProcessInfo]:
+    deadline = time.monotonic() + 10
+    while len(store.beats) < n and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert len(store.beats) >= n, store.beats
+    return store.beats[n - 1]
+
+
+def test_heartbeat_publishes_acks_at_once_and_batches_status(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ack (pause applied, last request in flight done) is written and published at
+    once, cutting short the batching of status-only changes, which are written without
+    waking drain waits."""
+    import threading
+
+    from intermission import agent as agent_mod
+
+    store = BeatStore()
+    agent.store = store  # type: ignore[assignment]
+    agent.host, agent.pid, agent.proc_id, agent.started_at = "h", 1, "h:1:abc", 0.0
+    agent.heartbeat_interval = 60.0  # no periodic beats during the test
+    gate = agent.gate
+    gate.notify = agent._changed
+    gate.mark_synced()
+    monkeypatch.setattr(agent_mod, "LAZY_BEAT_DELAY", 60.0)  # status changes wait "forever"
+    beat = threading.Thread(target=agent._beat, daemon=True)
+    beat.start()
+    try:
+        assert wait_beats(store, 1)[0] is False  # the first, periodic beat
+        assert gate.enter()  # one request in flight when the pause comes
+        gate.apply_pause(TOK, time.monotonic() + 30)
+        notify, info = wait_beats(store, 2)
+        assert notify and info.acked_token == TOK and info.in_flight == 1
+        held = threading.Thread(target=gate.hold_thread, daemon=True)
+        held.start()
+        while gate.held < 1:
+            time.sleep(0.001)
+        gate.leave()  # drained: written at once although the held count waits 60 s
+        notify, info = wait_beats(store, 3)
+        assert notify and info.in_flight == 0 and info.held == 1
+        monkeypatch.setattr(agent_mod, "LAZY_BEAT_DELAY", 0.0)
+        gate.apply_resume(TOK, None)
+        notify, info = wait_beats(store, 4)
+        assert not notify and not info.paused  # status only: no drain wait is woken
+        held.join(5)
+        gate.leave()
+    finally:
+        agent._stop.set()
+        agent._beat_now.set()
+        beat.join(5)

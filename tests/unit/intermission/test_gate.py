@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from intermission.state import RELEASED, TIMED_OUT, Gate
+from intermission.state import ACK, PROGRESS, RELEASED, STATUS, TIMED_OUT, Gate, Waiter
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -220,3 +220,89 @@ def test_reset_after_fork_state() -> None:
     gate.apply_pause("tok-aaaaaaaa", math.inf)
     gate.reset()
     assert not gate.paused and not gate.synced and not gate.open and gate.held == 0
+
+
+def recording(gate: Gate) -> list[int]:
+    levels: list[int] = []
+    gate.notify = levels.append
+    return levels
+
+
+def test_notify_levels_tell_a_drain_wait_what_it_needs_at_once() -> None:
+    """ACK: a new pause applied, or the in-flight count reached 0 while paused (what a
+    drain wait waits for).  PROGRESS: fewer in flight while paused.  STATUS: the rest."""
+    gate = make()
+    levels = recording(gate)
+    assert gate.enter() and gate.enter()
+    gate.leave()
+    assert levels == []  # not paused: nobody waits for the count
+    gate.apply_pause("tok-aaaaaaaa", time.monotonic() + 30)
+    assert levels == [ACK]
+    gate.apply_pause("tok-aaaaaaaa", time.monotonic() + 30)  # a renew: nothing new to ack
+    assert levels == [ACK]
+    assert gate.enter() is False
+    held = threading.Thread(target=gate.hold_thread)
+    held.start()
+    while gate.held < 1:
+        time.sleep(0.001)
+    assert levels == [ACK, STATUS]  # the held count is for `intermission status` only
+    gate.leave()
+    assert levels == [ACK, STATUS, ACK]  # the last request in flight finished: drained
+    gate.apply_resume("tok-aaaaaaaa", None)
+    held.join(5)
+    assert levels[3] == STATUS
+    gate.leave()  # the released request finishes; not paused any more
+
+
+def test_in_flight_falling_while_paused_is_progress_until_zero() -> None:
+    gate = make()
+    for _ in range(3):
+        assert gate.enter()
+    levels = recording(gate)
+    gate.apply_pause("tok-aaaaaaaa", time.monotonic() + 30)
+    gate.leave()
+    gate.leave()
+    gate.leave()
+    assert levels == [ACK, PROGRESS, PROGRESS, ACK]
+
+
+class RecordingExporter:
+    """Stands in for the prometheus exporter: notes when hold durations are recorded."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+        self.seconds: list[float] = []
+
+    def observe_holds(self, seconds: list[float]) -> None:
+        self.order.append("observed")
+        self.seconds += seconds
+
+    def sync(self, **kw: Any) -> None:
+        return None
+
+
+def test_release_hands_every_request_over_before_recording_metrics() -> None:
+    """With thousands released at once, the per-request metrics come after the wake-ups
+    (thread events set, one loop callback scheduled), not before the first of them."""
+    gate = make()
+    order: list[str] = []
+    exporter = RecordingExporter(order)
+    gate.exporter = exporter  # type: ignore[assignment]
+    loop = asyncio.new_event_loop()
+    try:
+        real = loop.call_soon_threadsafe
+
+        def schedule(cb: Any, *args: Any) -> Any:
+            order.append(f"scheduled {len(args[0])}")
+            return real(cb, *args)
+
+        loop.call_soon_threadsafe = schedule  # type: ignore[method-assign]
+        gate.apply_pause("tok-aaaaaaaa", time.monotonic() + 30)
+        waiters = [Waiter(loop) for _ in range(3)]
+        threads = [Waiter() for _ in range(2)]
+        gate._wake([*waiters, *threads])
+        assert order == ["scheduled 3", "observed"]
+        assert all(w.event is not None and w.event.is_set() for w in threads)
+        assert len(exporter.seconds) == 5 and min(exporter.seconds) >= 0
+    finally:
+        loop.close()

@@ -140,3 +140,23 @@ def test_new_tokens_are_valid_and_unique() -> None:
     tokens = {p.new_token() for _ in range(100)}
     assert len(tokens) == 100
     assert all(p.validate_token(t) for t in tokens)
+
+
+def test_process_info_encoding_is_exactly_the_dataclass_fields() -> None:
+    """``encode`` is hand-written for speed: it must stay the JSON of every field."""
+    from dataclasses import asdict
+
+    info = p.ProcessInfo(id="host:12:abc", host="host", pid=12, kind="asgi", started_at=1.5,
+                         updated_at=2.5, in_flight=0, held=2, paused=False, acked_token=None,
+                         metrics={"held_total": 2.0, "hold_seconds_max": 0.25},
+                         hold_buckets=[[0.001, 0.0], [1e9, 2.0]])
+    assert info.encode() == p._dumps(asdict(info))
+
+
+def test_pause_event_carries_a_validated_lease() -> None:
+    le = lease()
+    assert p.Event.decode(p.Event("renew", le.token, 1000, le).encode()).lease == le
+    raw = json.loads(p.Event("pause", le.token, 1000, le).encode())
+    raw["lease"]["ttl"] = 0  # below MIN_TTL
+    with pytest.raises(ProtocolError, match="pause lease"):
+        p.Event.decode(json.dumps(raw))

@@ -1,0 +1,164 @@
+"""The drain wait and resume paths against a real Redis, with simulated app processes
+(heartbeats written through the protocol's own Store): the ack subscription is ready
+before the pause, wake-ups re-read only the processes that acked, the verdict "drained"
+comes from a full read, and a resume is sent before the renew thread is joined."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from intermission import Controller, ResumeOutcome
+from intermission import protocol as p
+from intermission.controller import DrainReport
+from intermission.store import Store
+from tests.integration.intermission.conftest import new_scope, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def numsub(r: redis.Redis, channel: str) -> int:
+    return int(dict(r.pubsub_numsub(channel))[channel.encode()])
+
+
+def beat(store: Store, proc_id: str, *, acked: str | None = None, in_flight: int = 0,
+         notify: bool = False) -> None:
+    """Write the heartbeat a process with ``proc_id`` would write (and publish its ack)."""
+    host, pid, _ = proc_id.split(":")
+    info = p.ProcessInfo(id=proc_id, host=host, pid=int(pid), kind="asgi", started_at=1.0,
+                         updated_at=time.time(), in_flight=in_flight, held=0,
+                         paused=acked is not None, acked_token=acked)
+    store.heartbeat(info, 30.0, notify=notify)
+
+
+class Spy:
+    """Records the drain wait's reads of a Store: ("full", n) or ("acked", ids)."""
+
+    def __init__(self, store: Store) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        processes, read_with = store.processes, store.read_with
+
+        def full() -> list[p.ProcessInfo]:
+            out = processes()
+            self.calls.append(("full", len(out)))
+            return out
+
+        def acked(ids: list[str]) -> Any:
+            self.calls.append(("acked", list(ids)))
+            return read_with(ids)
+
+        store.processes = full  # type: ignore[method-assign]
+        store.read_with = acked  # type: ignore[method-assign]
+
+    def acked_ids(self) -> set[str]:
+        return {i for kind, ids in self.calls if kind == "acked" for i in ids}
+
+
+def in_thread(fn: Any) -> tuple[threading.Thread, list[DrainReport]]:
+    out: list[DrainReport] = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_pause_subscribes_to_acks_before_the_window_and_the_wait_consumes_it(
+        redis_url: str) -> None:
+    ctl = Controller(redis_url, new_scope())
+    r = redis.Redis.from_url(redis_url)
+    acks = p.acks_channel(ctl.scope)
+    h = ctl.pause("t", ttl=10, auto_renew=False)
+    assert numsub(r, acks) == 1  # subscribed (and confirmed) before the lease was set
+    assert h.wait_drained(1).drained  # no process: drained at once
+    assert numsub(r, acks) == 0  # the wait closed it
+    assert h.resume() is ResumeOutcome.RESUMED
+    h2 = ctl.pause("t", ttl=10, auto_renew=False)
+    assert numsub(r, acks) == 1
+    h2.resume()  # never waited: resume closes it
+    assert numsub(r, acks) == 0
+    h3 = ctl.pause("t", ttl=10, auto_renew=False, prepare_drain=False)
+    assert numsub(r, acks) == 0
+    h3.resume()
+
+
+def test_acks_re_read_only_the_acked_processes_and_drained_comes_from_a_full_read(
+        redis_url: str) -> None:
+    ctl = Controller(redis_url, new_scope())
+    procs = [f"h:{i}:abc" for i in range(1, 6)]
+    writer = Store(redis.Redis.from_url(redis_url), ctl.scope)
+    for proc_id in procs:
+        beat(writer, proc_id)
+    h = ctl.pause("t", ttl=30, auto_renew=False)
+    spy = Spy(ctl.store)
+    t, out = in_thread(lambda: h.wait_drained(30))
+    assert wait_for(lambda: spy.calls, 10)
+    for proc_id in procs:  # one process at a time: each wake-up reads just that one
+        beat(writer, proc_id, acked=h.token, notify=True)
+        assert wait_for(lambda proc_id=proc_id: proc_id in spy.acked_ids() or out, 10)
+    t.join(20)
+    report = out[0]
+    assert report.drained and len(report.processes) == 5
+    assert spy.acked_ids() == set(procs)
+    assert all(len(ids) < len(procs) for kind, ids in spy.calls if kind == "acked")
+    assert spy.calls[-1] == ("full", 5)  # the verdict came from one full read
+    h.resume()
+
+
+def test_a_process_that_appeared_during_the_wait_must_ack_too(redis_url: str) -> None:
+    ctl = Controller(redis_url, new_scope())
+    writer = Store(redis.Redis.from_url(redis_url), ctl.scope)
+    beat(writer, "h:1:aaa")
+    h = ctl.pause("t", ttl=30, auto_renew=False)
+    spy = Spy(ctl.store)
+    t, out = in_thread(lambda: h.wait_drained(30))
+    assert wait_for(lambda: spy.calls, 10)
+    beat(writer, "h:2:bbb")  # a new process, not acked yet (and nothing published)
+    beat(writer, "h:1:aaa", acked=h.token, notify=True)  # the one we knew of is done
+    assert wait_for(lambda: ("full", 2) in spy.calls, 10)  # seen by the verifying read
+    assert not out  # not drained: h:2 has not acknowledged
+    beat(writer, "h:2:bbb", acked=h.token, in_flight=1, notify=True)
+    assert wait_for(lambda: "h:2:bbb" in spy.acked_ids(), 10)
+    assert not out  # acked, but a request is still in flight
+    beat(writer, "h:2:bbb", acked=h.token, notify=True)
+    t.join(20)
+    assert out[0].drained and {i.id for i in out[0].processes} == {"h:1:aaa", "h:2:bbb"}
+    h.resume()
+
+
+def test_a_timed_out_wait_reports_from_a_full_read(redis_url: str) -> None:
+    ctl = Controller(redis_url, new_scope())
+    writer = Store(redis.Redis.from_url(redis_url), ctl.scope)
+    beat(writer, "h:1:aaa")
+    h = ctl.pause("t", ttl=30, auto_renew=False)
+    spy = Spy(ctl.store)
+    report = h.wait_drained(0.3)
+    assert not report.drained and report.pending[0][1] == "has not acknowledged the pause"
+    assert spy.calls[-1] == ("full", 1)
+    h.resume()
+
+
+def test_resume_is_sent_before_the_renew_thread_is_joined(redis_url: str) -> None:
+    ctl = Controller(redis_url, new_scope())
+    h = ctl.pause("t", ttl=30)  # auto-renewed
+    thread = h._thread
+    assert thread is not None
+    order: list[str] = []
+    store_resume = ctl.store.resume
+    thread_join = thread.join
+
+    def resume(*a: Any, **kw: Any) -> Any:
+        order.append("resume")
+        return store_resume(*a, **kw)
+
+    def join(timeout: float | None = None) -> None:
+        order.append("join")
+        thread_join(timeout)
+
+    ctl.store.resume = resume  # type: ignore[method-assign]
+    thread.join = join  # type: ignore[method-assign]
+    assert h.resume() is ResumeOutcome.RESUMED
+    assert order == ["resume", "join"] and not thread.is_alive()
+    assert h.lost is None and ctl.read().lease is None

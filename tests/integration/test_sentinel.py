@@ -1,0 +1,225 @@
+"""roleswap with the Sentinel form of [redis], on a lab started like `roleswap lab up
+--sentinel`: the lab's Redis is the master, plus a replica and three sentinels (real
+redis-server + redis-sentinel on loopback).
+
+Failovers are real (``SENTINEL FAILOVER``, ``kill -9`` of the master).  A failover that
+LOSES roleswap's last writes -- what asynchronous replication can do -- is made
+deterministic by detaching the replica first (``REPLICAOF`` a closed port, see
+SentinelGroup.detach_replica): it then lacks everything written afterwards when it is
+promoted.  What is checked: a swap either completes or rolls back (documented exit
+codes), the topology is healthy, and a lost lock, journal or published primary is
+noticed and named, and `roleswap recover` repairs it.  The kill -9 test runs last: it
+leaves the lab with one Redis data server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from roleswap.config import load_config
+from roleswap.coord import client as rclient
+from roleswap.coord.endpoint import current_primary
+from roleswap.coord.keys import journal_key, lock_key
+from roleswap.lab import lab_down, lab_status, procs
+from roleswap.lab.redis_sentinel import SentinelGroup, lab_sentinel_group
+from tests.conftest import RunningLab, start_lab
+from tests.integration.swaphelp import (
+    BackgroundSwap,
+    assert_same_data,
+    create_writes_table,
+    last_journal_step,
+    primary_of,
+    roleswap,
+    snapshot,
+    swap,
+    wait_healthy,
+)
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(procs.which("redis-sentinel") is None,
+                       reason="needs redis-sentinel (apt-get install -y redis-sentinel)"),
+]
+
+
+@pytest.fixture(scope="module")
+def slab(tmp_path_factory: pytest.TempPathFactory, server_flavor: str) -> Iterator[RunningLab]:
+    started = start_lab(tmp_path_factory.mktemp("sentinel-lab") / "lab", server_flavor,
+                        sentinel=True)
+    lab = RunningLab(started)
+    create_writes_table(lab)
+    yield lab
+    lab_down(started.dir)
+
+
+def group(lab: RunningLab) -> SentinelGroup:
+    return lab_sentinel_group(lab.lab)
+
+
+def the_primary(lab: RunningLab) -> str:
+    writable = primary_of(snapshot(lab))
+    assert len(writable) == 1, writable
+    return writable[0]
+
+
+def other(lab: RunningLab, primary: str) -> str:
+    return next(n for n in ("db1", "db2") if n != primary)
+
+
+def status_json(lab: RunningLab) -> dict[str, Any]:
+    res = roleswap(lab, "status", "--json")
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
+def test_lab_writes_the_sentinel_form_and_a_swap_completes(slab: RunningLab) -> None:
+    cfg = slab.config
+    assert cfg.redis_url is None and cfg.redis_sentinel is not None
+    g = group(slab)
+    assert [f"{h}:{p}" for h, p in cfg.redis_sentinel.sentinels] == g.sentinel_addresses
+    assert cfg.redis_sentinel.master == "mymaster"
+    rows = {r["name"]: r for r in lab_status(slab.dir)}
+    for name in ("redis", "redis-replica", "sentinel1", "sentinel2", "sentinel3"):
+        assert rows[name]["answering"], rows
+    source = the_primary(slab)
+    target = other(slab, source)
+    code, out = swap(slab, source, target)
+    assert code == 0, out
+    wait_healthy(slab, target)
+    client = rclient.connect(cfg)
+    assert client is not None
+    assert (current_primary(client, cfg.cluster) or {}).get("name") == target
+    assert client.get(lock_key(cfg.cluster)) is None
+    assert json.loads(client.get(journal_key(cfg.cluster)) or "{}")["phase"] == "done"
+    data = status_json(slab)
+    assert data["redis"].startswith("master 'mymaster' via sentinels ")
+    assert data["health"]["ok"], data["health"]
+
+
+def test_a_swap_right_after_a_failover_completes(slab: RunningLab) -> None:
+    g = group(slab)
+    t0 = time.monotonic()
+    new = g.failover()
+    took = time.monotonic() - t0
+    source = the_primary(slab)
+    target = other(slab, source)
+    code, out = swap(slab, source, target)
+    assert code == 0, out
+    wait_healthy(slab, target)
+    print(f"SENTINEL FAILOVER to {new.marker}: {took * 1000:.0f} ms until every sentinel "
+          f"agreed; the swap after it: pause {out['pause_ms']:.1f} ms, total {out['total_ms']:.0f} ms")
+
+
+def test_failover_inside_a_swap_loses_the_lock_and_roleswap_says_so(slab: RunningLab) -> None:
+    """The replica misses the swap's writes (lock, journal, publish); the failover to it
+    happens while the swap sleeps before verify (past the point of no return).  The swap
+    completes; its next journal writes put the whole record on the new master; the
+    unlock finds the lock gone before its TTL and says so; the lost publish is noticed
+    by status and repaired by recover."""
+    g = group(slab)
+    source = the_primary(slab)
+    target = other(slab, source)
+    g.detach_replica()
+    with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "verify:before=15"}) as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == ("verify", "running"))  # sleeping
+        t0 = time.monotonic()
+        g.failover()
+        took = time.monotonic() - t0
+        code, result, printed = bg.result()
+    assert code == 0, printed
+    wait_healthy(slab, target)
+    notes = " ".join(result["notes"])
+    assert "the cluster lock was gone before its TTL ran out: Redis lost it" in notes, printed
+    unlock = next(s for s in result["steps"] if s["name"] == "unlock")
+    assert unlock["detail"] == "was not held: lost before its TTL (Redis failover?)"
+    cfg = slab.config
+    client = rclient.connect(cfg)
+    assert client is not None
+    assert json.loads(client.get(journal_key(cfg.cluster)) or "{}")["phase"] == "done"
+    data = status_json(slab)
+    assert "journal_redis_behind" not in data  # the later writes carried the whole record
+    if data["published_primary"]["name"] != target:  # the publish was lost too
+        assert f"published primary {source} is not the writable server {target}" in \
+            data["health"]["problems"]
+        st = roleswap(slab, "status")
+        assert "WARNING: published primary" in st.stdout, st.stdout
+        assert roleswap(slab, "status", "--check-health").returncode == 8
+        rec = roleswap(slab, "recover", "--yes")
+        assert rec.returncode == 0, rec.stdout + rec.stderr
+        assert f"published {target} again" in rec.stdout, rec.stdout
+    assert status_json(slab)["health"]["ok"]
+    print(f"failover inside the swap: {took * 1000:.0f} ms; swap total {result['total_ms']:.0f} ms")
+
+
+def test_failover_after_a_swap_loses_its_journal_and_recover_writes_it_back(
+        slab: RunningLab) -> None:
+    g = group(slab)
+    source = the_primary(slab)
+    target = other(slab, source)
+    g.detach_replica()
+    code, out = swap(slab, source, target)
+    assert code == 0, out
+    g.failover()  # to the replica that missed the whole swap
+    wait_healthy(slab, target)
+    data = status_json(slab)
+    behind = data.get("journal_redis_behind", "")
+    assert behind.startswith("Redis has swap ") and "the local file swap " in behind, data
+    assert "(phase done)" in behind
+    problems = data["health"]["problems"]
+    assert "the journal in Redis is behind the local copy (Redis lost writes)" in problems
+    assert f"published primary {source} is not the writable server {target}" in problems
+    st = roleswap(slab, "status")
+    assert "WARNING: the swap journal in Redis is behind this host's local copy" in st.stdout
+    assert "run `roleswap recover` here" in st.stdout
+    assert roleswap(slab, "status", "--check-health").returncode == 8
+    rec = roleswap(slab, "recover", "--yes")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "wrote the local copy back to Redis" in rec.stdout, rec.stdout
+    assert f"published {target} again" in rec.stdout
+    after = status_json(slab)
+    assert "journal_redis_behind" not in after and after["health"]["ok"], after["health"]
+    # the promoted replica may also hold an OLDER swap's lock (resurrected, until its TTL):
+    # the next swap's preflight refuses and names it; the operator deletes it by hand
+    client = rclient.connect(slab.config)
+    assert client is not None
+    holder = client.get(lock_key(slab.config.cluster))
+    if holder is not None:
+        print(f"resurrected lock: {holder!r}")
+        client.delete(lock_key(slab.config.cluster))
+    print("roleswap status after the lossy failover:\n" + st.stdout)
+    print("roleswap recover --yes:\n" + rec.stdout)
+
+
+def test_kill9_of_the_redis_master_inside_the_pause(slab: RunningLab) -> None:
+    """kill -9 of the Redis master while the swap sleeps inside the pause (before
+    promote): the swap completes (exit 0) or rolls back (exit 4), never anything else;
+    afterwards one primary, no lock held, no unfinished swap, data equal."""
+    g = group(slab)
+    source = the_primary(slab)
+    target = other(slab, source)
+    with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "promote:before=3"}) as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == ("promote", "running"))  # sleeping
+        t0 = time.monotonic()
+        old = g.kill_master()
+        new = g.wait_master((old.host, old.port))
+        took = time.monotonic() - t0
+        code, result, printed = bg.result()
+    assert code in (0, 4), printed
+    primary = target if code == 0 else source
+    wait_healthy(slab, primary)
+    assert_same_data(slab)
+    cfg = load_config(slab.config_path)
+    client = rclient.connect(cfg)
+    assert client is not None
+    assert client.get(lock_key(cfg.cluster)) is None
+    data = status_json(slab)
+    assert "interrupted_swap" not in data and "swap_in_progress" not in data, data
+    steps = {s["name"]: s["detail"] for s in result.get("steps", [])}
+    print(f"kill -9 of the Redis master {old.marker} inside the pause: {new.marker} promoted "
+          f"after {took * 1000:.0f} ms; swap exit {code}, pause {result.get('pause_ms')} ms, "
+          f"total {result.get('total_ms')} ms; steps: {steps}")
