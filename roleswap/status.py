@@ -20,7 +20,7 @@ from intermission.controller import Controller
 from intermission.errors import IntermissionError
 from roleswap.config import Config
 from roleswap.coord.endpoint import current_primary
-from roleswap.coord.swapstate import unfinished_swap
+from roleswap.coord.swapstate import stale_lock, unfinished_swap
 from roleswap.mysql.conn import explain_unreadable
 from roleswap.mysql.dialect import MARIADB, Dialect, Stmt
 from roleswap.mysql.topology import Server, Topology, read_topology
@@ -143,6 +143,8 @@ def health_problems(data: dict[str, Any]) -> list[str]:
         out.append(f"interrupted {rb['kind']} runbook {rb['id']}")
     if data.get("journal_redis_behind"):
         out.append("the journal in Redis is behind the local copy (Redis lost writes)")
+    if data.get("stale_lock"):
+        out.append(f"stale cluster lock of swap {data['stale_lock']['swap_id']}")
     stale = stale_published(data)
     if stale:
         out.append(stale)
@@ -242,6 +244,14 @@ def status_data(config: Config) -> dict[str, Any]:
             data["swap_who"] = pending.who()
         if client is not None and ctx.journal.redis_behind:
             data["journal_redis_behind"] = ctx.journal.redis_behind
+        if client is not None and pending is None:
+            try:
+                stale = stale_lock(ctx.journal, client, config.cluster)
+            except redis.RedisError:
+                stale = None
+            if stale is not None:
+                data["stale_lock"] = stale.as_dict()
+                data["stale_lock_text"] = stale.describe()
         if client is not None:
             data.update(_runbook_state(client, config.cluster))
     finally:
@@ -332,6 +342,9 @@ def render_status(data: dict[str, Any], source: str = "the config") -> str:
                      "primary may be stale the same way. roleswap uses the local copy. Fix: run "
                      "`roleswap recover` here (it writes the local copy back to Redis and finishes "
                      "an interrupted swap), then check the published primary is the writable server")
+    if data.get("stale_lock_text"):
+        lines.append(f"WARNING: {data['stale_lock_text']}; it blocks every swap until it "
+                     "expires. Fix: `roleswap recover` releases it")
     running = data.get("swap_in_progress")
     if running:
         lines.append(f"SWAP IN PROGRESS: {data['swap_who']}, now at {running['last_step']} "

@@ -103,6 +103,11 @@ class Journal:
         self.record["state"].update(values)
         self._write()
 
+    def rewrite(self) -> None:
+        """Write the whole record again (to a Redis that lost it: a failover).  A Redis
+        error is left in :attr:`redis_error`, as for every write."""
+        self._write()
+
     def set_phase(self, phase: str) -> None:
         self.record["phase"] = phase
         self._write()

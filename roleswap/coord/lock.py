@@ -25,6 +25,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_REASSERT = """
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1
+end
+return 0
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -75,6 +82,13 @@ class ClusterLock:
         if not self.token:
             return False
         return bool(self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
+
+    def reassert(self) -> bool:
+        """Hold the lock again with our token if it is free or still ours (after a Redis
+        that lost it: a failover); False if another swap holds it now."""
+        if not self.token:
+            return False
+        return bool(self.client.eval(_REASSERT, 1, self.key, self.token, self.ttl_ms))
 
     def release(self) -> bool:
         if not self.token:

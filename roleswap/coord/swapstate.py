@@ -19,10 +19,10 @@ from typing import Any
 
 import redis
 
-from roleswap.coord.journal import Journal
+from roleswap.coord.journal import UNFINISHED, Journal
 from roleswap.coord.lock import ClusterLock
 
-__all__ = ["UnfinishedSwap", "unfinished_swap"]
+__all__ = ["StaleLock", "UnfinishedSwap", "stale_lock", "unfinished_swap"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,63 @@ def unfinished_swap(journal: Journal, client: redis.Redis | None, cluster: str) 
     else:
         running = False  # the lock is gone (or taken by another swap): nobody runs this one
     return UnfinishedSwap(record, running, holder, ttl, error)
+
+
+GONE = "gone"  # StaleLock.phase of a lock whose swap is not the journal's newest
+
+
+@dataclass(frozen=True)
+class StaleLock:
+    """The cluster lock held by a swap that has FINISHED: a Redis that lost writes (a
+    failover to a replica that missed the release, a restart) brought it back.  Nobody
+    refreshes it; it blocks every swap until its TTL runs out."""
+
+    raw: str  # the lock's exact value (release compares it)
+    swap_id: str
+    phase: str  # the finished swap's journal phase (done, rolled_back, ...)
+    ttl_s: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"swap_id": self.swap_id, "phase": self.phase, "lock_ttl_s": self.ttl_s}
+
+    def describe(self) -> str:
+        left = f", expires in {self.ttl_s:.0f}s" if self.ttl_s else ""
+        if self.phase == GONE:
+            return (f"the cluster lock is held by swap {self.swap_id}, an earlier swap whose "
+                    f"process on this host is gone{left}: Redis brought it back (a failover "
+                    "or restart)")
+        return (f"the cluster lock is held by swap {self.swap_id}, which has finished (journal "
+                f"phase {self.phase}){left}: Redis lost its release (a failover or restart)")
+
+
+def stale_lock(journal: Journal, client: redis.Redis, cluster: str) -> StaleLock | None:
+    """The lock if its holder's swap is the newest journal record and that record is
+    finished (see :class:`StaleLock`), else None.  A lock held by any other swap id is
+    never called stale: a new swap takes the lock before its journal names it.  Raises
+    redis.RedisError."""
+    lock = ClusterLock(client, cluster, 1)
+    raw = client.get(lock.key)
+    if raw is None:
+        return None
+    holder = lock.holder() or {}
+    record = journal.load()
+    if not holder.get("swap_id"):
+        return None
+    if record is not None and holder.get("swap_id") == record.get("swap_id"):
+        if record.get("phase") in UNFINISHED:
+            return None  # running, or interrupted: recover's to finish
+        phase = str(record.get("phase"))
+    elif holder.get("host") == socket.gethostname() and not _pid_is_roleswap(holder.get("pid")):
+        phase = GONE  # an older swap's lock, brought back
+    else:
+        return None
+    pttl = int(client.pttl(lock.key))
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return StaleLock(text, str(holder.get("swap_id")), phase, pttl / 1000 if pttl > 0 else None)
+
+
+def release_stale(client: redis.Redis, cluster: str, stale: StaleLock) -> bool:
+    """Delete the stale lock if it still has the value read (compare-and-delete)."""
+    lock = ClusterLock(client, cluster, 1)
+    lock.adopt(stale.raw)
+    return lock.release()

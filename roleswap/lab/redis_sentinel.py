@@ -111,20 +111,53 @@ class SentinelGroup:
         connected to the old master keep using it: what they write there is lost when it
         resyncs.  Then the sentinels' failover-timeout is back to normal (see
         :meth:`detach_replica`)."""
+        old, new = self.promote(timeout)
+        self.settle(old, timeout)
+        return new
+
+    def promote(self, timeout: float = 30.0) -> tuple[tuple[str, int] | None, RedisServer]:
+        """``SENTINEL FAILOVER`` and wait only until every sentinel names the new master:
+        the old one still takes writes (see :meth:`failover`).  Returns (old, new)."""
         old = self.master_address()
         self.sentinel_client().sentinel_failover(self.master_name)
-        new = self.wait_master(old, timeout)
+        return old, self.wait_master(old, timeout)
+
+    def settle(self, old: tuple[str, int] | None, timeout: float = 30.0, *,
+               hurry: bool = False) -> None:
+        """Wait until the old master ``old`` is a synced replica of the new one, as every
+        sentinel sees it.  ``hurry``: tell it to replicate from the new master now (what the
+        sentinels do about 8 s later)."""
+        new = self.master()
         deadline = time.monotonic() + timeout
         for s in self.servers:
             if (s.host, s.port) == old and procs.alive(s.pid, s.marker):
+                if hurry and _role(self, s) == "master":
+                    self.server_client(s).replicaof(new.host, new.port)
                 while _role(self, s) != "slave":
                     if time.monotonic() > deadline:
                         raise LabError(f"the old master {s.marker} was not made a replica "
                                        f"within {timeout:g}s",
                                        remedy=f"see the sentinel logs under {self.dir}")
                     time.sleep(0.05)
+                self.wait_replica_synced(s, max(1.0, deadline - time.monotonic()))
+                # and every sentinel knows it as a healthy replica of the new master (its
+                # INFO refresh: up to 10 s), or the next failover finds no replica to promote
+                while not all(self._sees_replica(i, s, new) for i in range(len(self.sentinels))):
+                    if time.monotonic() > deadline:
+                        raise LabError(f"the sentinels do not list {s.marker} as a replica of "
+                                       f"{new.marker} within {timeout:g}s",
+                                       remedy=f"see the sentinel logs under {self.dir}")
+                    time.sleep(0.05)
         self._set_failover_timeout(self.failover_timeout_ms)
-        return new
+
+    def _sees_replica(self, i: int, replica: RedisServer, master: RedisServer) -> bool:
+        try:
+            rows = self.sentinel_client(i).sentinel_slaves(self.master_name)
+        except redis.RedisError:
+            return False
+        return any(f"{r.get('ip')}:{r.get('port')}" == replica.marker and r.get("flags") == "slave"
+                   and r.get("master-link-status") == "ok" and int(r.get("master-port") or 0)
+                   == master.port for r in rows)
 
     def _set_failover_timeout(self, ms: int) -> None:
         for i in range(len(self.sentinels)):

@@ -75,6 +75,7 @@ class SwapContext:
         self.pause_handle: Any = None
         self.pause_acks: Any = None  # the apps' acks, subscribed to before the pause
         self.notes: list[str] = []  # warnings worth showing in the report
+        self.redis_master: str | None = None  # Sentinel: host:port written to (redis_failover)
 
     # -- servers ----------------------------------------------------------------
     def server(self, name: str) -> ServerConfig:

@@ -14,7 +14,7 @@ import redis
 from intermission.errors import IntermissionError
 from roleswap.coord import client as redis_client
 from roleswap.coord.lock import ClusterLock
-from roleswap.coord.swapstate import UnfinishedSwap, unfinished_swap
+from roleswap.coord.swapstate import UnfinishedSwap, stale_lock, unfinished_swap
 from roleswap.errors import RoleSwapError
 from roleswap.mysql.conn import explain_unreadable
 from roleswap.mysql.grants import AccountGrants, control_needs, grant_statement, missing_needs
@@ -192,6 +192,11 @@ def _lock_and_apps(ctx: SwapContext, pending: UnfinishedSwap | None) -> list[Che
                               f"({state}{left})",
                               "wait for it to finish" if pending.running else
                               "run `roleswap recover` first"))
+    elif holder and ctx.redis is not None and (
+            stale := stale_lock(ctx.journal, ctx.redis, ctx.config.cluster)):
+        out.append(Check.fail("lock", stale.describe(),
+                              "run `roleswap recover`: it releases a finished swap's lock "
+                              "(or wait for it to expire)"))
     elif holder:
         out.append(Check.fail("lock", f"another swap holds the cluster lock ({holder.get('swap_id')} "
                               f"on {holder.get('host')}, pid {holder.get('pid')})",

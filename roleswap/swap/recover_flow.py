@@ -38,8 +38,10 @@ def recover(config: Config, *, abandon: bool, emit: OnEvent, confirm: ConfirmRec
 def resync_journal(config: Config) -> list[str]:
     """Repair what a Redis that lost writes (a failover, a restart without persistence:
     see :mod:`roleswap.coord.journal`) leaves behind: write this host's journal copy back
-    if Redis's is behind, and publish the last finished swap's target again if it is the
-    only writable server but the endpoint names another.  Notes saying what was done."""
+    if Redis's is behind, publish the last finished swap's target again if it is the
+    only writable server but the endpoint names another, and release a cluster lock no
+    running swap holds (:func:`~roleswap.coord.swapstate.stale_lock`).  Notes saying
+    what was done."""
     import redis as redis_mod
 
     ctx = SwapContext(config, "", "", SwapOptions())
@@ -48,14 +50,14 @@ def resync_journal(config: Config) -> list[str]:
             return []
         try:
             record = ctx.journal.load()
-            if record is None:
-                return []
             behind = ctx.journal.redis_behind
             notes = []
-            if behind is not None and ctx.journal.resync():
+            if record is not None and behind is not None and ctx.journal.resync():
                 notes.append(f"the journal in Redis was behind this host's copy ({behind}): "
                              "Redis had lost writes; wrote the local copy back to Redis")
-            notes += _republish(ctx, record)
+            if record is not None:
+                notes += _republish(ctx, record)
+            notes += _release_stale_lock(ctx)
         except redis_mod.RedisError as e:
             return [f"could not check the journal in Redis: Redis {type(e).__name__}"]
         return notes
@@ -81,6 +83,21 @@ def _republish(ctx: SwapContext, record: dict[str, Any]) -> list[str]:
     endpoint.publish(ctx.redis, ctx.config.cluster, s.name, s.host, s.port, str(record["swap_id"]))
     was = current.get("name") if current else "nothing"
     return [f"the published primary was {was} (lost with those writes); published {target} again"]
+
+
+def _release_stale_lock(ctx: SwapContext) -> list[str]:
+    """Release the lock of a swap that has finished (brought back by lost writes)."""
+    from roleswap.coord.swapstate import GONE, release_stale, stale_lock
+
+    if ctx.redis is None:
+        return []
+    stale = stale_lock(ctx.journal, ctx.redis, ctx.config.cluster)
+    if stale is None or not release_stale(ctx.redis, ctx.config.cluster, stale):
+        return []
+    why = ("its process on this host is gone" if stale.phase == GONE
+           else f"it had finished (phase {stale.phase})")
+    return [f"released the cluster lock of swap {stale.swap_id}: {why}; Redis had brought the "
+            "lock back (lost writes)"]
 
 
 def close_runbook(config: Config) -> list[str]:

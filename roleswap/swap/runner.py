@@ -15,6 +15,7 @@ from roleswap.errors import (
     RollbackIncompleteError,
     RolledBackError,
 )
+from roleswap.swap import redis_failover
 from roleswap.swap.context import SwapContext
 from roleswap.swap.step import Step
 
@@ -110,6 +111,7 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
     """
     res = SwapResult(ctx.swap_id, ctx.source, ctx.target)
     res.marks["start"] = time.perf_counter()
+    redis_failover.remember_master(ctx)
     done: list[Step] = []
     ahead: str | None = None  # the step already journaled as running with the last "done"
     unwritten: list[Entry] = []  # a "done" deferred to the end of the next (read-only) step
@@ -165,11 +167,14 @@ def execute(ctx: SwapContext, plan: list[Step], show: Printer,
         show(res.steps[-1])
         done.append(step)
         passed_ponr = passed_ponr or step.ponr
+        if step.ponr:  # traffic flows again: a Redis failover must not keep a pause or
+            redis_failover.follow(ctx)  # an old endpoint where the apps now look
     ctx.journal.set_phase("done")
     return _finished(res, ctx)
 
 
 def _finished(res: SwapResult, ctx: SwapContext) -> SwapResult:
+    redis_failover.follow(ctx)
     res.marks["end"] = time.perf_counter()
     res.notes += ctx.notes
     res.vip_move_ms = ctx.state.get("vip_move_ms")

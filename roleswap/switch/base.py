@@ -14,6 +14,7 @@ pause so the pause window holds only the switch itself).  The table of methods i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,6 +38,13 @@ class SwitchMethod:
         """Gather, before traffic is paused (under the cluster lock), what the steps would
         otherwise read inside the pause window.  Optional for the steps: one that finds
         nothing prepared (recover runs only the steps left) reads it itself."""
+
+    def rewrite_redis(self, ctx: SwapContext,
+                      status: dict[str, str]) -> tuple[str, Callable[[], bool]] | None:
+        """What to write again on a new Redis master after a failover during the swap
+        (see :mod:`roleswap.swap.redis_failover`): ``(what, write)`` or None.  ``status``
+        is each step's latest journal status."""
+        return None
 
     def close(self) -> None:
         """Release connections (SSH sessions...) opened for the swap."""

@@ -7,6 +7,7 @@ and learn changes from the intermission resume payload, which they receive
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis
@@ -62,6 +63,25 @@ class EndpointSwitch(SwitchMethod):
 
     def steps(self, ctx: SwapContext) -> dict[str, list[Step]]:
         return {"after_promote": [Publish()]}
+
+    def rewrite_redis(self, ctx: SwapContext,
+                      status: dict[str, str]) -> tuple[str, Callable[[], bool]] | None:
+        client = ctx.redis
+        if client is None:
+            return None
+        if status.get("publish") == "done":
+            s = ctx.server(ctx.target)
+
+            def publish() -> bool:
+                endpoint.publish(client, ctx.config.cluster, s.name, s.host, s.port, ctx.swap_id)
+                return True
+            return "the published primary", publish
+        if status.get("publish") == "undone" and "previous_endpoint" in ctx.state:
+            def restore() -> bool:
+                endpoint.restore(client, ctx.config.cluster, ctx.state["previous_endpoint"])
+                return True
+            return "the restored published primary", restore
+        return None
 
     def prepare(self, ctx: SwapContext) -> None:
         """Record the endpoint to restore on rollback now: two Redis round trips

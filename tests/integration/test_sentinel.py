@@ -21,13 +21,14 @@ from typing import Any
 
 import pytest
 
+from intermission.controller import Controller
 from roleswap.config import load_config
 from roleswap.coord import client as rclient
 from roleswap.coord.endpoint import current_primary
 from roleswap.coord.keys import journal_key, lock_key
 from roleswap.lab import lab_down, lab_status, procs
 from roleswap.lab.redis_sentinel import SentinelGroup, lab_sentinel_group
-from tests.conftest import RunningLab, start_lab
+from tests.conftest import DEFAULT_SERVER, RunningLab, start_lab
 from tests.integration.swaphelp import (
     BackgroundSwap,
     assert_same_data,
@@ -55,6 +56,16 @@ def slab(tmp_path_factory: pytest.TempPathFactory, server_flavor: str) -> Iterat
     create_writes_table(lab)
     yield lab
     lab_down(started.dir)
+
+
+@pytest.fixture
+def every_flavor_not_needed(server_flavor: str) -> None:
+    """Skip on flavors other than the default: Sentinel's behaviour does not depend on
+    the MySQL flavor, and each failover takes ~20 s to settle.  (One failover test and
+    the lab's own test still run on every flavor.)"""
+    if server_flavor != DEFAULT_SERVER:
+        pytest.skip(f"Redis failover behaviour does not depend on the MySQL flavor: this runs "
+                    f"on {DEFAULT_SERVER}")
 
 
 def group(lab: RunningLab) -> SentinelGroup:
@@ -101,6 +112,7 @@ def test_lab_writes_the_sentinel_form_and_a_swap_completes(slab: RunningLab) -> 
     assert data["health"]["ok"], data["health"]
 
 
+@pytest.mark.usefixtures("every_flavor_not_needed")
 def test_a_swap_right_after_a_failover_completes(slab: RunningLab) -> None:
     g = group(slab)
     t0 = time.monotonic()
@@ -115,6 +127,7 @@ def test_a_swap_right_after_a_failover_completes(slab: RunningLab) -> None:
           f"agreed; the swap after it: pause {out['pause_ms']:.1f} ms, total {out['total_ms']:.0f} ms")
 
 
+@pytest.mark.usefixtures("every_flavor_not_needed")
 def test_failover_inside_a_swap_loses_the_lock_and_roleswap_says_so(slab: RunningLab) -> None:
     """The replica misses the swap's writes (lock, journal, publish); the failover to it
     happens while the swap sleeps before verify (past the point of no return).  The swap
@@ -156,6 +169,7 @@ def test_failover_inside_a_swap_loses_the_lock_and_roleswap_says_so(slab: Runnin
     print(f"failover inside the swap: {took * 1000:.0f} ms; swap total {result['total_ms']:.0f} ms")
 
 
+@pytest.mark.usefixtures("every_flavor_not_needed")
 def test_failover_after_a_swap_loses_its_journal_and_recover_writes_it_back(
         slab: RunningLab) -> None:
     g = group(slab)
@@ -183,15 +197,105 @@ def test_failover_after_a_swap_loses_its_journal_and_recover_writes_it_back(
     assert f"published {target} again" in rec.stdout
     after = status_json(slab)
     assert "journal_redis_behind" not in after and after["health"]["ok"], after["health"]
-    # the promoted replica may also hold an OLDER swap's lock (resurrected, until its TTL):
-    # the next swap's preflight refuses and names it; the operator deletes it by hand
-    client = rclient.connect(slab.config)
-    assert client is not None
-    holder = client.get(lock_key(slab.config.cluster))
-    if holder is not None:
-        print(f"resurrected lock: {holder!r}")
-        client.delete(lock_key(slab.config.cluster))
     print("roleswap status after the lossy failover:\n" + st.stdout)
+    print("roleswap recover --yes:\n" + rec.stdout)
+
+
+# (step the swap sleeps before while the sentinels fail over, a step made to fail or "")
+MOMENTS = [("fence", ""), ("publish", ""), ("demote", ""), ("fence", "promote")]
+
+
+@pytest.mark.parametrize(("moment", "fail_at"), MOMENTS,
+                         ids=[f"{m}{'-then-rollback' if f else ''}" for m, f in MOMENTS])
+def test_a_failover_at_any_moment_of_a_swap_leaves_its_state_on_the_new_master(
+        slab: RunningLab, server_flavor: str, moment: str, fail_at: str) -> None:
+    """SENTINEL FAILOVER while the swap waits before ``moment``: the old master keeps
+    taking the swap's writes (about 10 s, until the sentinels demote it and discard
+    them).  The swap notices the move right after resume and at its end, and writes
+    its journal, lock, the end of the pause and the published primary again on the new
+    master: there, once things settle, the swap is complete (or rolled back), unlocked
+    and not paused, and the endpoint names the writable server."""
+    if server_flavor != DEFAULT_SERVER and moment != "publish":
+        pytest.skip(f"Redis failover behaviour does not depend on the MySQL flavor: every "
+                    f"moment runs on {DEFAULT_SERVER}, one on the others")
+    g = group(slab)
+    source = the_primary(slab)
+    target = other(slab, source)
+    env = {"ROLESWAP_SLEEP_AT": f"{moment}:before=4"}
+    if fail_at:
+        env["ROLESWAP_FAIL_AT"] = fail_at
+    with BackgroundSwap(slab, source, target, env=env) as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == (moment, "running"))  # sleeping
+        t0 = time.monotonic()
+        old, new = g.promote()
+        took = time.monotonic() - t0
+        code, result, printed = bg.result()
+    assert took < 4, f"the promotion took {took:.1f}s, longer than the swap slept: inconclusive"
+    g.settle(old)  # the sentinels make the old master a replica: its split-brain writes go
+    assert code == (4 if fail_at else 0), printed
+    primary = source if fail_at else target
+    wait_healthy(slab, primary)
+    notes = " ".join(result["notes"])
+    assert f"Redis failed over during the swap (master {old[0]}:{old[1]} -> {new.marker})" \
+        in notes, printed
+    cfg = slab.config
+    client = rclient.connect(cfg)
+    assert client is not None
+    assert rclient.master_now(client) == new.marker
+    record = json.loads(client.get(journal_key(cfg.cluster)) or "{}")
+    assert record["swap_id"] == result["swap_id"], record
+    assert record["phase"] == ("rolled_back" if fail_at else "done"), record
+    assert client.get(lock_key(cfg.cluster)) is None, printed
+    assert not Controller(client, cfg.scope).status().paused
+    assert (current_primary(client, cfg.cluster) or {}).get("name") == primary
+    data = status_json(slab)
+    assert data["health"]["ok"], data["health"]
+    print(f"SENTINEL FAILOVER before {moment}{' (then ' + fail_at + ' fails)' if fail_at else ''}: "
+          f"swap exit {code}; {notes}")
+
+
+@pytest.mark.usefixtures("every_flavor_not_needed")
+def test_a_lock_brought_back_by_a_lossy_failover_is_released_by_recover(slab: RunningLab) -> None:
+    """The replica stops receiving writes while the swap waits before unlock, the swap
+    finishes (lock released, journal done on the master), then the sentinels fail over
+    to that replica: Redis holds the finished swap's lock again (and an older journal).
+    Preflight refuses and says why, status names it, `roleswap recover` releases it."""
+    g = group(slab)
+    source = the_primary(slab)
+    target = other(slab, source)
+    with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "unlock:before=2"}) as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == ("unlock", "running"))
+        g.detach_replica()
+        code, result, printed = bg.result()
+    assert code == 0, printed
+    g.failover()  # to the replica that still has the lock
+    wait_healthy(slab, target)
+    cfg = slab.config
+    client = rclient.connect(cfg)
+    assert client is not None
+    holder = json.loads(client.get(lock_key(cfg.cluster)) or "{}")
+    assert holder.get("swap_id") == result["swap_id"], holder
+    data = status_json(slab)
+    assert data["stale_lock"]["swap_id"] == result["swap_id"], data
+    assert f"stale cluster lock of swap {result['swap_id']}" in data["health"]["problems"]
+    st = roleswap(slab, "status")
+    assert f"the cluster lock is held by swap {result['swap_id']}, which has finished" in st.stdout
+    assert "`roleswap recover` releases it" in st.stdout, st.stdout
+    chk = roleswap(slab, "--from", target, "--to", source, "--check")
+    assert chk.returncode != 0
+    assert "which has finished (journal phase done)" in chk.stdout + chk.stderr, chk.stdout
+    assert "run `roleswap recover`: it releases a finished swap's lock" in chk.stdout + chk.stderr
+    rec = roleswap(slab, "recover", "--yes")
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert f"released the cluster lock of swap {result['swap_id']}" in rec.stdout, rec.stdout
+    assert client.get(lock_key(cfg.cluster)) is None
+    again = roleswap(slab, "recover", "--yes")
+    assert again.returncode == 0 and "released the cluster lock" not in again.stdout
+    assert status_json(slab)["health"]["ok"]
+    code, out = swap(slab, target, source)
+    assert code == 0, out
+    wait_healthy(slab, source)
+    print("preflight on the lock brought back:\n" + chk.stdout)
     print("roleswap recover --yes:\n" + rec.stdout)
 
 

@@ -41,7 +41,8 @@ def _ctx(tmp_path: Path, fail_at: tuple[str, str] | None = None) -> SimpleNamesp
             raise StepError(f"injected at {step}:{when}")
 
     return SimpleNamespace(swap_id="s1", source="db1", target="db2", journal=journal,
-                           failpoint=failpoint, notes=[], state={}, config=SimpleNamespace(source="x"))
+                           failpoint=failpoint, notes=[], state={}, config=SimpleNamespace(source="x"),
+                           redis=None, redis_master=None)
 
 
 def _writes(tmp_path: Path) -> list[dict[str, Any]]:
