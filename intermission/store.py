@@ -74,19 +74,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl * 4)
 if ARGV[4] == '1' then redis.call('PUBLISH', ARGV[5], ARGV[1]) end
 return 1
 """
-
-_LIVE_IDS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-
 
 class SetLease(Enum):
     """Outcome of a pause or renew."""
@@ -152,7 +145,6 @@ class Store:
         self._set_lease = client.register_script(_SET_LEASE)
         self._resume = client.register_script(_RESUME)
         self._heartbeat = client.register_script(_HEARTBEAT)
-        self._live_ids = client.register_script(_LIVE_IDS)
 
     # -- lease ------------------------------------------------------------
 
@@ -257,10 +249,13 @@ class Store:
     def processes(self) -> list[p.ProcessInfo]:
         """Live processes (heartbeat not expired), sorted by host and pid.
 
+        Read-only (a Redis master that refuses writes -- min-replicas-to-write -- still
+        answers): the index may list processes whose heartbeat expired, but their keys
+        have expired with it and are skipped; each heartbeat prunes the index.
         Heartbeats that fail to decode are skipped: one bad writer must not hide the rest.
         """
         ids = [i.decode() if isinstance(i, bytes) else str(i)
-               for i in self._live_ids(keys=[self.index_key], args=[])]
+               for i in self.client.zrange(self.index_key, 0, -1)]
         if not ids:
             return []
         raws = self.client.mget([p.proc_key(self.scope, i) for i in ids])

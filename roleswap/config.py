@@ -384,8 +384,9 @@ class _Reader:
                               remedy="e.g. db = 0")
         pw = self.secret(t, "redis", "password", required=False)
         spw = self.secret(t, "redis", "sentinel_password", required=False)
+        username = self.string(t, "username", prefix="redis") if "username" in t else None
         try:
-            return SentinelAddress(tuple(addrs), master, db, None,
+            return SentinelAddress(tuple(addrs), master, db, username,
                                    pw.reveal() if pw else None, spw.reveal() if spw else None)
         except ValueError as e:
             raise ConfigError(f"{self.source}: [redis]: {e}",

@@ -77,6 +77,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "sentinels": "Redis Sentinel instead of `url`: the sentinels, `[\"host:port\", ...]`",
         "master": "Sentinel: the master's name in the sentinels' `sentinel monitor` line",
         "db": "Sentinel: database number (default 0)",
+        "username": "Sentinel: the master's ACL user name (default: none, the `default` user)",
         "password": "Sentinel: the master's password (or `password_env` / `password_file`)",
         "password_env": "Sentinel: environment variable holding the master's password",
         "password_file": "Sentinel: file holding the master's password",

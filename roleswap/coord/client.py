@@ -18,7 +18,8 @@ from redis.sentinel import SentinelConnectionPool
 from intermission import client as iclient
 from roleswap.config import Config
 
-__all__ = ["TIMEOUT", "connect", "drop_connections", "master_address", "master_now", "where"]
+__all__ = ["TIMEOUT", "connect", "drop_connections", "master_address", "master_now", "refusal",
+           "where"]
 
 TIMEOUT = 2.0  # seconds, for connects and for every reply
 
@@ -80,3 +81,17 @@ def drop_connections(client: redis.Redis) -> None:
     connections to both sides (one opened after the failover learned the new master and
     dropped only the idle ones; a busy one came back to the pool still on the old master)."""
     client.connection_pool.disconnect(inuse_connections=True)
+
+
+def refusal(e: redis.RedisError) -> tuple[str, str] | None:
+    """(what, what to do) when Redis answered but refused, for messages; None for other
+    errors (raw error texts can carry a URL, so only known refusals are described)."""
+    if isinstance(e, redis.ResponseError) and str(e).startswith("NOREPLICAS"):
+        return ("the Redis master refuses writes while no replica is in sync (its "
+                "min-replicas-to-write)", "repair the Redis replica, then retry")
+    if isinstance(e, redis.ReadOnlyError):
+        return ("Redis answered as a read-only replica (a failover under way?)",
+                "retry in a few seconds")
+    if isinstance(e, redis.AuthenticationError):
+        return "Redis refused the password", "check the [redis] password settings"
+    return None

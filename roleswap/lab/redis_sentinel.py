@@ -104,15 +104,14 @@ class SentinelGroup:
                                remedy=f"see the sentinel logs under {self.dir}")
             time.sleep(0.02)
 
-    def failover(self, timeout: float = 30.0) -> RedisServer:
+    def failover(self, timeout: float = 30.0, *, until: str = "sentinels") -> RedisServer:
         """``SENTINEL FAILOVER`` (no agreement needed); return the new master once the
-        sentinels agree on it AND the old master was turned into its replica.  Until the
-        sentinels do that (about 8 s after the promotion here), clients that are still
-        connected to the old master keep using it: what they write there is lost when it
-        resyncs.  Then the sentinels' failover-timeout is back to normal (see
-        :meth:`detach_replica`)."""
+        sentinels agree on it and the old master is settled as :meth:`settle` ``until``
+        says.  Until the sentinels turn the old master into a replica (about 8 s after
+        the promotion here), clients that are still connected to it keep using it: what
+        they write there is lost when it resyncs."""
         old, new = self.promote(timeout)
-        self.settle(old, timeout)
+        self.settle(old, timeout, until=until)
         return new
 
     def promote(self, timeout: float = 30.0) -> tuple[tuple[str, int] | None, RedisServer]:
@@ -123,10 +122,15 @@ class SentinelGroup:
         return old, self.wait_master(old, timeout)
 
     def settle(self, old: tuple[str, int] | None, timeout: float = 30.0, *,
-               hurry: bool = False) -> None:
-        """Wait until the old master ``old`` is a synced replica of the new one, as every
-        sentinel sees it.  ``hurry``: tell it to replicate from the new master now (what the
-        sentinels do about 8 s later)."""
+               hurry: bool = False, until: str = "sentinels") -> None:
+        """Wait until the old master ``old`` is a replica again (``until="role"``, ~10 s
+        after the promotion here), also synced (``"synced"``), and also known as a healthy
+        replica by every sentinel (``"sentinels"``, up to 10 s more: needed before the next
+        failover can promote it).  Then the failover-timeout is back to normal (see
+        :meth:`detach_replica`).  ``hurry``: tell it to replicate from the new master now
+        (what the sentinels do about 8 s later)."""
+        if until not in ("role", "synced", "sentinels"):
+            raise ValueError(f"until must be role, synced or sentinels; got {until!r}")
         new = self.master()
         deadline = time.monotonic() + timeout
         for s in self.servers:
@@ -139,10 +143,13 @@ class SentinelGroup:
                                        f"within {timeout:g}s",
                                        remedy=f"see the sentinel logs under {self.dir}")
                     time.sleep(0.05)
+                if until == "role":
+                    continue
                 self.wait_replica_synced(s, max(1.0, deadline - time.monotonic()))
                 # and every sentinel knows it as a healthy replica of the new master (its
                 # INFO refresh: up to 10 s), or the next failover finds no replica to promote
-                while not all(self._sees_replica(i, s, new) for i in range(len(self.sentinels))):
+                while until == "sentinels" and not all(
+                        self._sees_replica(i, s, new) for i in range(len(self.sentinels))):
                     if time.monotonic() > deadline:
                         raise LabError(f"the sentinels do not list {s.marker} as a replica of "
                                        f"{new.marker} within {timeout:g}s",
@@ -199,6 +206,13 @@ class SentinelGroup:
         self._set_failover_timeout(600_000)
         self.server_client(replica).replicaof(replica.host, procs.free_port(replica.host))
         return replica
+
+    def reattach_replica(self, replica: RedisServer, timeout: float = 30.0) -> None:
+        """Undo :meth:`detach_replica`: replicate from the master again, synced."""
+        master = self.master()
+        self.server_client(replica).replicaof(master.host, master.port)
+        self.wait_replica_synced(replica, timeout)
+        self._set_failover_timeout(self.failover_timeout_ms)
 
     def processes(self) -> list[RedisServer]:
         return [*self.sentinels, *self.servers]

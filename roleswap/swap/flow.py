@@ -100,7 +100,10 @@ def take_lock_first(ctx: SwapContext) -> None:
                 f"on {holder.get('host')}, pid {holder.get('pid')}); nothing was changed",
                 remedy="wait for it to finish, then check `roleswap status`")
     except redis.RedisError as e:
-        raise PreflightError(f"could not take the cluster lock: Redis {type(e).__name__}; "
-                             "nothing was changed",
-                             remedy=f"check {redis_client.where(ctx.config)}") from None
+        refused = redis_client.refusal(e)
+        what = f": {refused[0]}" if refused else ""
+        fix = f"{refused[1]} ({redis_client.where(ctx.config)})" if refused else \
+            f"check {redis_client.where(ctx.config)}"
+        raise PreflightError(f"could not take the cluster lock: Redis {type(e).__name__}{what}; "
+                             "nothing was changed", remedy=fix) from None
     ctx.journal.record.setdefault("state", {})["lock_token"] = lock.token

@@ -238,4 +238,7 @@ def _why(e: Exception) -> str:
     """The problem only: an IntermissionError's ``str`` appends intermission's own remedy
     (its CLI options), which is wrong advice for roleswap.  Raw Redis errors can carry
     the URL; intermission's messages mask passwords already."""
-    return e.message if isinstance(e, IntermissionError) else f"Redis error {type(e).__name__}"
+    if isinstance(e, IntermissionError):
+        return e.message
+    refused = redis_client.refusal(e) if isinstance(e, redis.RedisError) else None
+    return f"Redis error {type(e).__name__}" + (f": {refused[0]}" if refused else "")

@@ -201,6 +201,40 @@ def test_failover_after_a_swap_loses_its_journal_and_recover_writes_it_back(
     print("roleswap recover --yes:\n" + rec.stdout)
 
 
+def test_min_replicas_to_write_refuses_a_swap_while_the_redis_replica_is_out(
+        slab: RunningLab) -> None:
+    """The README's advice: with ``min-replicas-to-write 1`` the Redis master refuses
+    writes while its replica is out of sync, so nothing can be lost in a failover then:
+    the swap is refused before it changes anything, naming the cause."""
+    g = group(slab)
+    source = the_primary(slab)
+    target = other(slab, source)
+    master = g.server_client(g.master())
+    master.config_set("min-replicas-max-lag", 10)
+    master.config_set("min-replicas-to-write", 1)
+    replica = g.detach_replica()
+    try:
+        deadline = time.monotonic() + 15
+        while int(master.info("replication").get("connected_slaves", 0)) > 0:
+            assert time.monotonic() < deadline, master.info("replication")
+            time.sleep(0.05)
+        before = snapshot(slab)
+        code, out = swap(slab, source, target)
+        assert code == 3, out  # PreflightError: nothing was changed
+        text = json.dumps(out)
+        assert "could not take the cluster lock: Redis ResponseError: the Redis master refuses " \
+               "writes while no replica is in sync (its min-replicas-to-write)" in text, text
+        assert "repair the Redis replica, then retry" in text
+        assert "nothing was changed" in text
+        assert snapshot(slab) == before
+    finally:
+        master.config_set("min-replicas-to-write", 0)
+        g.reattach_replica(replica)
+    code, out = swap(slab, source, target)
+    assert code == 0, out
+    wait_healthy(slab, target)
+
+
 # (step the swap sleeps before while the sentinels fail over, a step made to fail or "")
 MOMENTS = [("fence", ""), ("publish", ""), ("demote", ""), ("fence", "promote")]
 

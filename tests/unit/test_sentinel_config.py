@@ -245,3 +245,18 @@ def test_unlock_says_when_the_lock_was_lost_before_its_ttl() -> None:
     assert said == "was not held: lost before its TTL (Redis failover?)"
     assert "the cluster lock was gone before its TTL ran out: Redis lost it" in ctx.notes[0]
     assert "check `roleswap status`" in ctx.notes[0]
+
+
+def test_sentinel_username_reaches_the_master_connections() -> None:
+    cfg = parse_config(base(sentinels=SENTINELS[:1], master="m", username="roleswap", password="pw"))
+    assert cfg.redis_sentinel is not None and cfg.redis_sentinel.username == "roleswap"
+    client = rclient.connect(cfg)
+    assert client is not None
+    assert client.connection_pool.connection_kwargs["username"] == "roleswap"
+    assert "roleswap:***@" in cfg.redis_url_masked and "pw" not in cfg.redis_url_masked.replace(
+        "password", "")
+
+
+def test_username_without_sentinels_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"redis\.username is only used with redis\.sentinels"):
+        parse_config(base(url="redis://h:1/0", username="u"))

@@ -54,7 +54,7 @@ def test_controller_and_cli_follow_a_failover(sentinel: SentinelGroup) -> None:
     assert not ctl.status().paused
     before = sentinel.master()
     t0 = time.monotonic()
-    after = sentinel.failover()
+    after = sentinel.failover(until="role")
     took = time.monotonic() - t0
     assert after != before
     t1 = time.monotonic()
@@ -123,7 +123,7 @@ def test_failover_that_lost_the_pause_key_holds_and_reasserts(
         assert pause.wait_drained(5).drained
         futures = [client.fire(f"{srv.base}/?tag={i}") for i in range(3)]
         assert wait_for(lambda: holding(ctl, pause.token, 3), 10.0)
-        sentinel.failover()  # promotes the replica that never saw the pause
+        sentinel.failover(until="role")  # promotes the replica that never saw the pause
         assert wait_for(lambda: bool(pause.reasserted), 10.0), "the lost key was not re-asserted"
         assert wait_for(lambda: holding(ctl, pause.token, 3), 20.0), ctl.status()
         time.sleep(TWO_POLLS)
@@ -150,7 +150,7 @@ def test_failover_that_lost_an_unrenewed_pause_holds_until_its_expiry(
         assert pause.wait_drained(5).drained
         futures: list[Any] = [client.fire(f"{srv.base}/?tag={i}") for i in range(3)]
         assert wait_for(lambda: holding(ctl, pause.token, 3), 10.0)
-        sentinel.failover()
+        sentinel.failover(until="role")
         assert wait_for(lambda: holding(ctl, pause.token, 3), 20.0), ctl.status()
         assert ctl.read().lease is None  # the key is gone and nobody re-created it
         # released only when the lease's own expiry comes (no resume is ever sent)
