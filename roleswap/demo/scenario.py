@@ -6,6 +6,7 @@ and a replica, stop, then prove the outcome (see :meth:`ScenarioResult.problems`
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -92,6 +93,12 @@ class ScenarioResult:
             out.append(f"two writable servers at once: {self.writable.overlap_examples}")
         out += self.consistency.problems
         return out
+
+    def explain(self, limit: int = 4000) -> str:
+        """The result as indented JSON without the consistency details, cut at ``limit``
+        characters: for a failing test's message."""
+        data = {k: v for k, v in self.as_dict().items() if k != "consistency"}
+        return json.dumps(data, indent=1, default=str)[:limit]
 
     def as_dict(self, *, records: bool = False) -> dict[str, Any]:
         """The result as JSON; ``records``: also every request, compactly, for a redrawn timeline

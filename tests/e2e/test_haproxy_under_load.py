@@ -13,7 +13,6 @@ No root needed; skipped without a ``haproxy`` binary.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from roleswap.demo.haproxylab import frontend, haproxy_problems, haproxy_unavailable, ready_entries
 from roleswap.demo.runner import AppServer, start_wsgi
-from roleswap.demo.scenario import ScenarioResult, run_scenario
+from roleswap.demo.scenario import run_scenario
 from roleswap.lab import Lab, lab_down
 from tests.conftest import start_lab
 
@@ -30,11 +29,6 @@ pytestmark = [pytest.mark.slow,
 
 SWAPS = 6  # back and forth: db1 is the primary again at the end
 RATE = 200.0
-
-
-def _explain(res: ScenarioResult) -> str:
-    return json.dumps({k: v for k, v in res.as_dict().items() if k != "consistency"}, indent=1,
-                      default=str)[:4000]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +55,7 @@ def test_wsgi_through_haproxy(haproxy_lab: Lab, haproxy_app: AppServer) -> None:
     assert ready_entries(haproxy_lab.config_path) == {"lab-haproxy": ["db1"]}
     res = run_scenario(haproxy_lab.config_path, haproxy_app.url, swaps=SWAPS, rate=RATE, gap=0.4)
     problems = res.problems() + haproxy_problems(haproxy_lab.config_path, res.consistency.primary)
-    assert not problems, f"{problems}\n{_explain(res)}\napp log:\n{haproxy_app.log_tail()}"
+    assert not problems, f"{problems}\n{res.explain()}\napp log:\n{haproxy_app.log_tail()}"
     assert len(res.swaps) == SWAPS and all(s.ok for s in res.swaps)
     # every swap went through the haproxy method: maint on the old entry, ready on the new
     for s in res.swaps:
@@ -69,13 +63,13 @@ def test_wsgi_through_haproxy(haproxy_lab: Lab, haproxy_app: AppServer) -> None:
         assert "haproxy-maint" in names and "haproxy-ready" in names, names
         assert names.index("fence") < names.index("haproxy-maint") < names.index("promote") \
             < names.index("haproxy-ready") < names.index("resume"), names
-    assert all(s.haproxy_move_ms is not None and s.haproxy_move_ms >= 0 for s in res.swaps), _explain(res)
+    assert all(s.haproxy_move_ms is not None and s.haproxy_move_ms >= 0 for s in res.swaps), res.explain()
     assert res.load.failed == 0
     assert res.consistency.lost_total == 0 and res.consistency.acked > 0
     assert len({n.checksum for n in res.consistency.nodes}) == 1
     assert res.writable.overlaps == 0 and res.writable.samples > 100
     # the pause really held requests, and none was served while its process was paused
-    assert res.load.held > 0 and res.load.served_paused == 0, _explain(res)
+    assert res.load.held > 0 and res.load.served_paused == 0, res.explain()
     assert res.consistency.primary == "db1"
     assert ready_entries(haproxy_lab.config_path) == {"lab-haproxy": ["db1"]}
     # the app reached both servers through the one frontend: writes were served by db1 and db2

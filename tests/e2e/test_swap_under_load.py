@@ -10,7 +10,6 @@ without the pause do fail requests, so the harness can see failures.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +23,6 @@ pytestmark = [pytest.mark.slow]
 
 SWAPS = 6  # back and forth: the lab ends with db1 as the primary again
 RATE = 200.0
-
-
-def _explain(res: ScenarioResult) -> str:
-    return json.dumps({k: v for k, v in res.as_dict().items() if k != "consistency"}, indent=1,
-                      default=str)[:4000]
 
 
 @pytest.fixture
@@ -47,14 +41,14 @@ def asgi_app(module_lab: RunningLab, tmp_path: Path) -> Iterator[AppServer]:
 
 def _assert_clean(res: ScenarioResult, server: AppServer) -> None:
     problems = res.problems()
-    assert not problems, f"{problems}\n{_explain(res)}\napp log:\n{server.log_tail()}"
+    assert not problems, f"{problems}\n{res.explain()}\napp log:\n{server.log_tail()}"
     assert len(res.swaps) == SWAPS and all(s.ok for s in res.swaps)
     assert res.load.failed == 0
     assert res.consistency.lost_total == 0 and res.consistency.acked > 0
     assert len({n.checksum for n in res.consistency.nodes}) == 1
     assert res.writable.overlaps == 0 and res.writable.samples > 100
     # the pause really held requests (and every one of them succeeded after the resume)
-    assert res.load.held > 0, _explain(res)
+    assert res.load.held > 0, res.explain()
     assert res.load.served_paused == 0
     assert res.load.rate >= RATE * 0.8, f"load only reached {res.load.rate:.0f} req/s"
 
@@ -100,8 +94,8 @@ def test_control_without_pause_requests_fail_but_nothing_is_lost(
     payload, it learns of the swap from its first refused write) -- the harness must see
     those failures.  read_only still guarantees no acknowledged write is lost."""
     res = run_scenario(module_lab.config_path, wsgi_app.url, swaps=2, rate=RATE, gap=0.6, pause=False)
-    assert all(s.ok for s in res.swaps), _explain(res)
-    assert res.load.failed >= 1, _explain(res)
+    assert all(s.ok for s in res.swaps), res.explain()
+    assert res.load.failed >= 1, res.explain()
     assert all("write" in reason for reason in res.load.failures), res.load.failures
     assert res.load.held == 0
     assert res.consistency.lost_total == 0 and not res.consistency.problems, res.consistency.problems

@@ -12,7 +12,6 @@ on the primary and on no other host.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from roleswap.demo.hostslab import E2E_SUBNETS, pick_subnet, vip_holders, vip_problems
 from roleswap.demo.runner import AppServer, start_wsgi
-from roleswap.demo.scenario import ScenarioResult, run_scenario
+from roleswap.demo.scenario import run_scenario
 from roleswap.lab import Lab, lab_down, lab_up
 from roleswap.lab.hosts import _namespaces
 from tests.conftest import needs_root
@@ -30,11 +29,6 @@ pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
 
 SWAPS = 6  # back and forth: db1 is the primary again at the end
 RATE = 200.0
-
-
-def _explain(res: ScenarioResult) -> str:
-    return json.dumps({k: v for k, v in res.as_dict().items() if k != "consistency"}, indent=1,
-                      default=str)[:4000]
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +57,16 @@ def test_wsgi_through_the_vip(hosts_lab: Lab, vip_app: AppServer) -> None:
     assert vip_holders(hosts_lab) == ["db1"]
     res = run_scenario(hosts_lab.config_path, vip_app.url, swaps=SWAPS, rate=RATE, gap=0.4)
     problems = res.problems() + vip_problems(hosts_lab, res.consistency.primary)
-    assert not problems, f"{problems}\n{_explain(res)}\napp log:\n{vip_app.log_tail()}"
+    assert not problems, f"{problems}\n{res.explain()}\napp log:\n{vip_app.log_tail()}"
     assert len(res.swaps) == SWAPS and all(s.ok for s in res.swaps)
     # every swap went through the vip method and moved the VIP
-    assert all(s.vip_move_ms is not None and s.vip_move_ms > 0 for s in res.swaps), _explain(res)
+    assert all(s.vip_move_ms is not None and s.vip_move_ms > 0 for s in res.swaps), res.explain()
     assert all(any(st["name"] == "vip-add" for st in s.steps) for s in res.swaps)
     assert res.load.failed == 0
     assert res.consistency.lost_total == 0 and res.consistency.acked > 0
     assert len({n.checksum for n in res.consistency.nodes}) == 1
     assert res.writable.overlaps == 0 and res.writable.samples > 100
-    assert res.load.held > 0 and res.load.served_paused == 0, _explain(res)
+    assert res.load.held > 0 and res.load.served_paused == 0, res.explain()
     assert res.consistency.primary == "db1" and vip_holders(hosts_lab) == ["db1"]
     # the app reached both servers through the one VIP: writes were served by db1 and db2
     assert {r.server for r in res.records if r.kind == "write" and r.ok} == {"db1", "db2"}
