@@ -104,14 +104,15 @@ class SentinelGroup:
                                remedy=f"see the sentinel logs under {self.dir}")
             time.sleep(0.02)
 
-    def failover(self, timeout: float = 30.0, *, until: str = "sentinels") -> RedisServer:
+    def failover(self, timeout: float = 30.0, *, until: str = "sentinels",
+                 hurry: bool = False) -> RedisServer:
         """``SENTINEL FAILOVER`` (no agreement needed); return the new master once the
         sentinels agree on it and the old master is settled as :meth:`settle` ``until``
         says.  Until the sentinels turn the old master into a replica (about 8 s after
         the promotion here), clients that are still connected to it keep using it: what
-        they write there is lost when it resyncs."""
+        they write there is lost when it resyncs.  ``hurry``: see :meth:`settle`."""
         old, new = self.promote(timeout)
-        self.settle(old, timeout, until=until)
+        self.settle(old, timeout, until=until, hurry=hurry)
         return new
 
     def promote(self, timeout: float = 30.0) -> tuple[tuple[str, int] | None, RedisServer]:

@@ -224,6 +224,38 @@ def test_swap_there_and_back_through_haproxy(clean: HaLab) -> None:
           f"writes blocked {out.get('write_block_ms')} ms, writer errors {w.errors}")
 
 
+def test_two_haproxy_instances_move_together(clean: HaLab, tmp_path: Path) -> None:
+    """Two HAProxy instances in one config, the second through its TCP runtime API: a
+    swap moves both (maint / ready on each) and proves each frontend reaches the new
+    primary; the swap back restores both."""
+    ports = {n: s.port for n, s in clean.lab.config.servers.items()}
+    srv2 = start_haproxy(tmp_path / "lb2", ports, "db1")
+    try:
+        second = (f'\n[[switch.haproxy]]\nname = "lb2"\naddress = "127.0.0.1:{srv2.admin_port}"\n'
+                  f'frontend = "127.0.0.1:{srv2.frontend}"\nbackend = "{BACKEND}"\n')
+        clean.with_config(clean.original + second)
+
+        def states2() -> dict[str, str]:
+            api = RuntimeApi(Instance("lb2", BACKEND, ("127.0.0.1", srv2.frontend),
+                                      address=("127.0.0.1", srv2.admin_port)))
+            return {n: st.state for n, st in api.servers().items()}
+
+        code, out = swap(clean.lab, "db1", "db2")
+        assert code == 0, out
+        steps = {s["name"]: s["detail"] for s in out["steps"]}
+        assert "lab-haproxy" in steps["haproxy-maint"] and "lb2" in steps["haproxy-maint"], steps
+        assert "via lab-haproxy" in steps["haproxy-ready"] and "lb2" in steps["haproxy-ready"], steps
+        assert clean.states() == states2() == {"db1": "maint", "db2": "ready", "db3": "maint"}
+        wait_healthy(clean.lab, "db2")
+        code, out = swap(clean.lab, "db2", "db1")
+        assert code == 0, out
+        assert clean.states() == states2() == {"db1": "ready", "db2": "maint", "db3": "maint"}
+        wait_healthy(clean.lab, "db1")
+        print(f"\ntwo HAProxy instances: {steps['haproxy-maint']}; {steps['haproxy-ready']}")
+    finally:
+        srv2.stop()
+
+
 def test_haproxy_unreachable_mid_swap_rolls_back(clean: HaLab) -> None:
     """HAProxy dies while the swap sleeps just before haproxy-maint (db1 fenced): the
     step cannot reach it, nothing was sent, and the rollback is clean (exit 4)."""

@@ -116,7 +116,7 @@ def test_lab_writes_the_sentinel_form_and_a_swap_completes(slab: RunningLab) -> 
 def test_a_swap_right_after_a_failover_completes(slab: RunningLab) -> None:
     g = group(slab)
     t0 = time.monotonic()
-    new = g.failover()
+    new = g.failover(hurry=True)
     took = time.monotonic() - t0
     source = the_primary(slab)
     target = other(slab, source)
@@ -141,7 +141,7 @@ def test_failover_inside_a_swap_loses_the_lock_and_roleswap_says_so(slab: Runnin
     with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "verify:before=15"}) as bg:
         bg.wait_for(lambda: last_journal_step(slab) == ("verify", "running"))  # sleeping
         t0 = time.monotonic()
-        g.failover()
+        g.failover(hurry=True)
         took = time.monotonic() - t0
         code, result, printed = bg.result()
     assert code == 0, printed
@@ -178,7 +178,7 @@ def test_failover_after_a_swap_loses_its_journal_and_recover_writes_it_back(
     g.detach_replica()
     code, out = swap(slab, source, target)
     assert code == 0, out
-    g.failover()  # to the replica that missed the whole swap
+    g.failover(hurry=True)  # to the replica that missed the whole swap
     wait_healthy(slab, target)
     data = status_json(slab)
     behind = data.get("journal_redis_behind", "")
@@ -265,7 +265,8 @@ def test_a_failover_at_any_moment_of_a_swap_leaves_its_state_on_the_new_master(
         took = time.monotonic() - t0
         code, result, printed = bg.result()
     assert took < 4, f"the promotion took {took:.1f}s, longer than the swap slept: inconclusive"
-    g.settle(old)  # the sentinels make the old master a replica: its split-brain writes go
+    g.settle(old, hurry=True)  # the old master turns replica now (the sentinels would ~8 s
+    # later): its split-brain writes go
     assert code == (4 if fail_at else 0), printed
     primary = source if fail_at else target
     wait_healthy(slab, primary)
@@ -302,7 +303,7 @@ def test_a_lock_brought_back_by_a_lossy_failover_is_released_by_recover(slab: Ru
         g.detach_replica()
         code, result, printed = bg.result()
     assert code == 0, printed
-    g.failover()  # to the replica that still has the lock
+    g.failover(hurry=True)  # to the replica that still has the lock
     wait_healthy(slab, target)
     cfg = slab.config
     client = rclient.connect(cfg)
