@@ -49,14 +49,7 @@ class ClusterLock:
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock now (None if free)."""
-        raw = self.client.get(self.key)
-        if raw is None:
-            return None
-        try:
-            data = json.loads(raw)
-            return cast(dict[str, Any], data) if isinstance(data, dict) else {"token": str(raw)}
-        except ValueError:
-            return {"token": str(raw)}
+        return parse_holder(self.client.get(self.key))
 
     def acquire(self, swap_id: str) -> bool:
         value = json.dumps({"swap_id": swap_id, "host": socket.gethostname(), "pid": os.getpid(),
@@ -96,3 +89,14 @@ class ClusterLock:
         done = bool(self.client.eval(_RELEASE, 1, self.key, self.token))
         self.token = ""
         return done
+
+
+def parse_holder(raw: Any) -> dict[str, Any] | None:
+    """A lock value as :meth:`ClusterLock.holder` returns it (None for no value)."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return cast(dict[str, Any], data) if isinstance(data, dict) else {"token": str(raw)}
+    except ValueError:
+        return {"token": str(raw)}

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from roleswap.coord.journal import UNFINISHED, Journal
-from roleswap.coord.lock import ClusterLock
+from roleswap.coord.lock import ClusterLock, parse_holder
 
 __all__ = ["StaleLock", "UnfinishedSwap", "stale_lock", "unfinished_swap"]
 
@@ -146,7 +146,7 @@ def stale_lock(journal: Journal, client: redis.Redis, cluster: str) -> StaleLock
     raw = client.get(lock.key)
     if raw is None:
         return None
-    holder = lock.holder() or {}
+    holder = parse_holder(raw) or {}
     record = journal.load()
     if not holder.get("swap_id"):
         return None

@@ -67,7 +67,7 @@ def follow(ctx: SwapContext) -> None:
 def rewrite(ctx: SwapContext) -> tuple[list[str], list[str]]:
     """Write the swap's Redis state again (the client already points at the new
     master).  Returns (what was written, what could not be)."""
-    from roleswap.swap.steps_traffic import cluster_lock, controller
+    from roleswap.swap.steps_traffic import cluster_lock, controller, resume_payload
 
     status = ctx.journal.last_status()
     written: list[str] = []
@@ -98,9 +98,7 @@ def rewrite(ctx: SwapContext) -> tuple[list[str], list[str]]:
     pause_token = ctx.state.get("pause_token")
     resumed = status.get("resume") == "done"
     if pause_token and (resumed or status.get("pause") == "undone"):
-        s = ctx.server(ctx.target)
-        payload = ({"primary": {"name": s.name, "host": s.host, "port": s.port},
-                    "swap_id": ctx.swap_id} if resumed else None)
+        payload = resume_payload(ctx) if resumed else None
         attempt("the end of the pause",
                 lambda: controller(ctx).resume(token=pause_token, payload=payload).ended)
     if ctx.switch is not None:

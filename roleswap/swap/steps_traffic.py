@@ -158,10 +158,13 @@ class Resume(Step):
     def apply(self, ctx: SwapContext) -> str:
         if not ctx.opts.pause:
             return "nothing paused"
-        s = ctx.server(ctx.target)
-        payload = {"primary": {"name": s.name, "host": s.host, "port": s.port},
-                   "swap_id": ctx.swap_id}
-        return _resume(ctx, payload)
+        return _resume(ctx, resume_payload(ctx))
+
+
+def resume_payload(ctx: SwapContext) -> dict[str, Any]:
+    """What the apps receive with the resume: the new primary and the swap id."""
+    s = ctx.server(ctx.target)
+    return {"primary": {"name": s.name, "host": s.host, "port": s.port}, "swap_id": ctx.swap_id}
 
 
 def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
