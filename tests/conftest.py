@@ -107,6 +107,15 @@ class RunningLab:
                                password=self.config.lab.app_password.reveal(),
                                autocommit=autocommit, ssl_disabled=True, connect_timeout=5)
 
+    def control(self, name: str) -> pymysql.connections.Connection:
+        """A control-account connection to ``name`` over TCP, for watching a swap while it
+        runs: preflight does not count the control account's sessions as writers through
+        read_only (a root session opened then would make it refuse)."""
+        s = self.config.servers[name]
+        return pymysql.connect(host=s.host, port=s.port, user=self.config.mysql.user,
+                               password=self.config.mysql.password.reveal(), autocommit=True,
+                               ssl_disabled=True, connect_timeout=5)
+
     def query(self, name: str, sql: str, args: object = None) -> list[tuple[object, ...]]:
         conn = self.root(name)
         try:

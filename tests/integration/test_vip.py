@@ -92,6 +92,12 @@ def hlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostsLab]:
                        for n in _netns()) if (d / "lab.json").exists() else True
 
 
+def _count(conn: pymysql.connections.Connection, sql: str, args: object) -> int:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return int(cur.fetchone()[0])
+
+
 def _netns() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -287,6 +293,9 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
     """db1's sshd and sessions die while the swap waits at the fence (held by LOCK TABLES):
     vip-remove cannot run, the swap rolls back, db1 keeps the VIP and stays writable."""
     locker = hlab.app("db1")
+    # Watch for the fence through the control account: a root session polled here could
+    # overlap preflight's session listing, which rightly refuses while a root session is open.
+    watcher = hlab.control("db1")
     proc = None
     try:
         with locker.cursor() as cur:
@@ -296,8 +305,8 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
                                 stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 20
         fence_sql = hlab.dialect("db1").read_only()[0][0]  # the fence's blocking statement
-        while not hlab.query("db1", "SELECT COUNT(*) FROM information_schema.processlist "
-                                    "WHERE info = %s", (fence_sql,))[0][0]:
+        while not _count(watcher, "SELECT COUNT(*) FROM information_schema.processlist "
+                                  "WHERE info = %s", (fence_sql,)):
             if proc.poll() is not None:  # say why (a preflight refusal, exit 3, names its check)
                 raise AssertionError(f"roleswap exited {proc.returncode} before the fence: "
                                      f"{proc.communicate()[0]}")
@@ -314,6 +323,7 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
         if proc is not None and proc.poll() is None:
             proc.kill()
         locker.close()
+        watcher.close()
         hlab.restart_sshd("db1")
     assert_unchanged(hlab)
     r = roleswap(hlab.config_path, "--from", "db1", "--to", "db2", "--check")
