@@ -353,6 +353,9 @@ def start_all() -> None:
     ``post_worker_init``), so idle workers register and acknowledge pauses too."""
     for agent in list(_AGENTS):
         agent.start()
+    from intermission import hostlink  # host-mode processes (it never imports this module)
+
+    hostlink.start_all()
 
 
 def _after_fork_in_child() -> None:

@@ -63,6 +63,7 @@ class IntermissionMiddleware:
         heartbeat_interval: float = 1.0,
         connect_timeout: float = 0.5,
         startup_wait: float = 0.2,
+        host_agent: str | None = None,
     ) -> None:
         if not callable(app):
             raise ValueError(f"app must be an ASGI callable; got {app!r}")
@@ -76,7 +77,7 @@ class IntermissionMiddleware:
             release_rate=release_rate, release_concurrency=release_concurrency,
             hook_timeout=hook_timeout, poll_interval=poll_interval,
             heartbeat_interval=heartbeat_interval, connect_timeout=connect_timeout,
-            startup_wait=startup_wait, hook_wrapper=self._wrap_hook,
+            startup_wait=startup_wait, host_agent=host_agent, hook_wrapper=self._wrap_hook,
         )
         self.app = app
         self.gate: Gate = built.gate
@@ -127,12 +128,17 @@ class IntermissionMiddleware:
             passed = gate.open
             if passed:
                 gate.in_flight += 1
+                if gate.shared is not None:  # host mode: publish the count, read the host's flag
+                    passed = gate.shared.admit(gate)
         paced = False
         if not passed:
-            w = await gate.hold_async()
-            if w.state != RELEASED:
-                await self._unavailable(kind, send)
-                return
+            while True:
+                w = await gate.hold_async()
+                if w.state != RELEASED:
+                    await self._unavailable(kind, send)
+                    return
+                if gate.shared is None or gate.recheck(w.paced):
+                    break
             paced = w.paced
         try:
             await self.app(scope, receive, send)

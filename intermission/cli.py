@@ -147,6 +147,33 @@ def resume(ctx: click.Context, scope: str, token: str | None, payload: str | Non
     sys.exit(4 if outcome is ResumeOutcome.TOKEN_MISMATCH else 0)
 
 
+@cli.command("host-agent")
+@scope_option
+@click.option("--dir", "directory", default="/run/intermission", show_default=True,
+              envvar="INTERMISSION_HOST_AGENT", show_envvar=True,
+              help="Directory shared with the app processes (their host_agent=).")
+@click.pass_context
+def host_agent(ctx: click.Context, scope: str, directory: str) -> None:
+    """Acknowledge pauses for every app process of this host (run one per host and
+    scope; the processes never wake for a pause).  Runs until SIGTERM / SIGINT."""
+    import logging
+
+    from intermission import hostagent
+    from intermission.hostshm import HostModeUnavailable
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if not directory.startswith("/"):
+        raise click.BadParameter(f"--dir must be an absolute path; got {directory!r}")
+    try:
+        p.validate_scope(scope)
+        hostagent.run(ctx.obj["url"], scope, directory)
+    except (HostModeUnavailable, ValueError, OSError) as exc:
+        click.echo(f"error: cannot run the host agent: {exc}", err=True)
+        click.echo("remedy: the app processes talk to Redis themselves meanwhile; fix the "
+                   "cause, or run without host_agent=", err=True)
+        sys.exit(1)
+
+
 @cli.command()
 @scope_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -17,6 +17,7 @@ import redis
 from intermission import protocol as p
 from intermission.agent import Agent
 from intermission.client import parse as parse_address
+from intermission.hostlink import ENV_DIR, HostLink
 from intermission.state import Gate
 
 ENV_URL = "INTERMISSION_REDIS_URL"
@@ -99,7 +100,7 @@ def make_exempt(
 @dataclass(frozen=True)
 class Built:
     gate: Gate
-    agent: Agent
+    agent: Agent | HostLink
     exempt: ExemptCheck | None
 
 
@@ -122,6 +123,7 @@ def build(
     heartbeat_interval: object,
     connect_timeout: object,
     startup_wait: object,
+    host_agent: object = None,
     hook_wrapper: Callable[[Any], Any] = lambda f: f,
 ) -> Built:
     """Validate every option and build the gate + agent (threads not started)."""
@@ -168,8 +170,11 @@ def build(
         on_resume=hook_wrapper(resume_hook) if resume_hook else None,
         hook_timeout=_number("hook_timeout", hook_timeout, 0.0, 600.0, low_open=True),
     )
-    agent = Agent(
-        gate,
+    host_dir = host_agent if host_agent is not None else os.environ.get(ENV_DIR) or None
+    if host_dir is not None and (not isinstance(host_dir, str) or not host_dir.startswith("/")):
+        raise ValueError(f"host_agent must be the absolute path of the host agent's directory "
+                         f"(intermission host-agent --dir), or None; got {host_dir!r}")
+    agent_args = dict(
         scope=scope_s,
         kind=kind,
         redis_url=url,
@@ -181,6 +186,12 @@ def build(
         connect_timeout=_number("connect_timeout", connect_timeout, 0.0, 30.0, low_open=True),
         startup_wait=_number("startup_wait", startup_wait, 0.0, 10.0, low_open=False),
     )
+    agent: Agent | HostLink
+    if host_dir is None:
+        agent = Agent(gate, **agent_args)  # type: ignore[arg-type]
+    else:  # the Redis agent is made only if the host agent is not there (or goes away)
+        agent = HostLink(gate, directory=host_dir, scope=scope_s,
+                         fallback=lambda: Agent(gate, **agent_args))  # type: ignore[arg-type]
     return Built(gate, agent, make_exempt(paths, methods, predicate))
 
 

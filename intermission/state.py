@@ -118,6 +118,9 @@ class Gate:
         self.pacer_running = False
         self.waiters: deque[Waiter] = deque()
         self.stats = HoldStats()
+        # host mode (intermission.hostlink.HostLink): the host agent's page decides, and
+        # every count change is published there (all under the lock)
+        self.shared: Any = None
 
     # ------------------------------------------------------------ request side
 
@@ -126,13 +129,28 @@ class Gate:
         with self.lock:
             if self.open:
                 self.in_flight += 1
+                if self.shared is None or self.shared.admit(self):
+                    return True
+        return False
+
+    def recheck(self, paced: bool) -> bool:
+        """Host mode, for a request just released (counted in flight): True if it may run;
+        False if the host paused again meanwhile (it is taken back out: hold it again)."""
+        with self.lock:
+            shared = self.shared
+            if shared is None or shared.admit(self):
                 return True
+            if paced:
+                self.released_active -= 1
+                self.cond.notify_all()
         return False
 
     def leave(self, paced: bool = False) -> None:
         """A request that passed the gate has finished."""
         with self.lock:
             self.in_flight -= 1
+            if self.shared is not None:
+                self.shared.left(self)
             paused = self.paused
             drained = paused and self.in_flight == 0
             if paced:
@@ -150,8 +168,9 @@ class Gate:
         with self.lock:
             if self.open:
                 self.in_flight += 1
-                w.state = RELEASED
-                return True
+                if self.shared is None or self.shared.admit(self):
+                    w.state = RELEASED
+                    return True
             self._enqueue(w)
         self.notify(STATUS)  # status shows the held count (the heartbeat batches bursts)
         return False
@@ -191,6 +210,8 @@ class Gate:
                     self._give_up(w, CANCELLED)
                 elif w.state == RELEASED:
                     self.in_flight -= 1
+                    if self.shared is not None:
+                        self.shared.left(self)
                     if w.paced:
                         self.released_active -= 1
                         self.cond.notify_all()
@@ -220,6 +241,8 @@ class Gate:
         self.waiters.append(w)
         self.held += 1
         self.stats.held_total += 1
+        if self.shared is not None:
+            self.shared.publish(self)
 
     def _give_up(self, w: Waiter, state: int) -> None:
         # the waiter stays in the deque; releasers skip anything not HELD
@@ -227,6 +250,8 @@ class Gate:
         self.held -= 1
         if state == TIMED_OUT:
             self.stats.timed_out_total += 1
+        if self.shared is not None:
+            self.shared.publish(self)
 
     def _pop_held(self) -> Waiter | None:
         while self.waiters:
@@ -239,6 +264,8 @@ class Gate:
         w.state = RELEASED
         self.held -= 1
         self.in_flight += 1
+        if self.shared is not None:
+            self.shared.publish(self)
         held_for = now - w.arrival
         self.stats.observe(held_for)
         return held_for

@@ -66,6 +66,10 @@ class IntermissionMiddleware:
     bounded by ``hook_timeout``.  ``release_rate`` (requests/s) and/or
     ``release_concurrency`` pace the release of a backlog.  ``startup_wait``: how long
     the first requests of a process wait for the first Redis answer before failing open.
+    ``host_agent``: the directory of this host's ``intermission host-agent`` (or env
+    ``INTERMISSION_HOST_AGENT``): the agent then acknowledges pauses for every process of
+    the host, which never wake for one (see :mod:`intermission.hostlink`); without a
+    running agent the process talks to Redis itself.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class IntermissionMiddleware:
         heartbeat_interval: float = 1.0,
         connect_timeout: float = 0.5,
         startup_wait: float = 0.2,
+        host_agent: str | None = None,
     ) -> None:
         if not callable(app):
             raise ValueError(f"app must be a WSGI callable; got {app!r}")
@@ -98,7 +103,7 @@ class IntermissionMiddleware:
             release_rate=release_rate, release_concurrency=release_concurrency,
             hook_timeout=hook_timeout, poll_interval=poll_interval,
             heartbeat_interval=heartbeat_interval, connect_timeout=connect_timeout,
-            startup_wait=startup_wait,
+            startup_wait=startup_wait, host_agent=host_agent,
         )
         self.app = app
         self.gate: Gate = built.gate
@@ -126,11 +131,16 @@ class IntermissionMiddleware:
             passed = gate.open
             if passed:
                 gate.in_flight += 1
+                if gate.shared is not None:  # host mode: publish the count, read the host's flag
+                    passed = gate.shared.admit(gate)
         leave: Callable[[], None] = gate.leave
         if not passed:
-            w = gate.hold_thread()
-            if w.state != RELEASED:
-                return self._unavailable(start_response)
+            while True:
+                w = gate.hold_thread()
+                if w.state != RELEASED:
+                    return self._unavailable(start_response)
+                if gate.shared is None or gate.recheck(w.paced):
+                    break
             if w.paced:
                 leave = gate.leave_paced
         try:

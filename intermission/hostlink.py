@@ -1,0 +1,285 @@
+"""An app process in host mode: its gate follows the host agent's page, not Redis.
+
+The middleware's option ``host_agent=<directory>`` (or env ``INTERMISSION_HOST_AGENT``)
+makes the process attach to the page of ``intermission host-agent --dir <directory>``
+(see :mod:`intermission.hostshm`).  Then:
+
+* a request publishes the process's in-flight count in its slot, then reads the host's
+  pause flag; if paused, it takes itself back out and is held (the gate pauses locally);
+* the process never wakes for a pause.  The agent counts it as drained from its slot;
+* a link thread per process sleeps on a datagram socket.  While requests are held it
+  wakes on the agent's poke at resume (or every ``RECHECK`` seconds, or at the pause's
+  deadline), reads the page, and releases them (``on_resume`` first, with the payload);
+* a request that finishes while the host is paused and leaves 0 in flight pokes the
+  agent, so the drain is seen at once.
+
+If the page is missing, membarrier(2) is unavailable or the agent stops beating (for
+``STALE_AGENT`` seconds), the process detaches and talks to Redis itself, as a process
+without ``host_agent`` does (a warning says why).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from intermission import hostshm as hs
+
+if TYPE_CHECKING:
+    from intermission.agent import Agent
+    from intermission.state import Gate
+
+log = logging.getLogger("intermission")
+
+ENV_DIR = "INTERMISSION_HOST_AGENT"
+RECHECK = 0.05  # seconds: while holding, re-read the page at least this often
+IDLE_CHECK = 1.0  # seconds: while not holding, check that the agent still beats
+_registered = False
+
+
+class HostLink:
+    """Connects one :class:`Gate` to the host agent's page.  Has the interface the
+    middlewares use of :class:`intermission.agent.Agent` (``start``, ``stop``,
+    ``started``, ``after_fork``)."""
+
+    def __init__(self, gate: Gate, *, directory: str, scope: str,
+                 fallback: Callable[[], Agent]) -> None:
+        self.gate = gate
+        self.directory = directory
+        self.scope = scope
+        self._make_fallback = fallback
+        self.fallback: Agent | None = None
+        self.started = False
+        self.attached = False
+        self.slot = -1
+        self.page: hs.Page | None = None
+        self._sock: socket.socket | None = None
+        self._agent_path = ""
+        self._start_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pause_gen = -1  # the page's pause generation whose on_pause hook ran
+        _LINKS.add(self)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self.started:
+                return
+            try:
+                self._attach()
+            except hs.HostModeUnavailable as exc:
+                log.warning("intermission: host mode unavailable for scope %r: %s; this "
+                            "process talks to Redis itself", self.scope, exc)
+                self._use_fallback()
+            self.started = True
+
+    def _attach(self) -> None:
+        global _registered
+        page = hs.Page.attach(self.directory, self.scope)
+        try:
+            age = page.agent_age()
+            if age > hs.STALE_AGENT:
+                raise hs.HostModeUnavailable(
+                    f"the host agent of {page.path} is not running (last beat "
+                    f"{'never' if age == float('inf') else f'{age:.0f}s ago'})")
+            if not _registered:
+                hs.register_barrier()
+                _registered = True
+            pid = os.getpid()
+            slot = page.claim_slot(pid)
+            if slot < 0:
+                raise hs.HostModeUnavailable(f"all {hs.SLOTS} slots of {page.path} are taken")
+            try:
+                sock = hs.bind(hs.slot_socket(self.directory, self.scope, slot))
+            except OSError as exc:
+                page.release_slot(slot, pid)
+                raise hs.HostModeUnavailable(f"cannot bind its socket: {exc}") from None
+        except BaseException:
+            page.close()
+            raise
+        self.page, self.slot, self._sock, self.pid = page, slot, sock, pid
+        self._agent_path = hs.agent_socket(self.directory, self.scope)
+        base = page.slot_index(slot, 0)
+        self.i_in_flight = base + hs.S_IN_FLIGHT
+        self.i_held = base + hs.S_HELD
+        self.i_waiting = base + hs.S_WAITING
+        self.words = page.words
+        self._stop = threading.Event()
+        gate = self.gate
+        with gate.lock:
+            gate.shared = self
+            gate.synced = True  # the page is the state: no Redis answer to wait for
+            gate._update_open()
+        self.attached = True
+        threading.Thread(target=self._run, name="intermission-hostlink", daemon=True).start()
+
+    def _use_fallback(self) -> None:
+        if self.fallback is None:
+            self.fallback = self._make_fallback()
+        self.fallback.start()
+
+    def _detach(self) -> None:
+        gate = self.gate
+        with gate.lock:
+            gate.shared = None
+        self.attached = False
+        page, sock = self.page, self._sock
+        self.page, self._sock = None, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                path = sock.getsockname()
+                sock.close()
+                os.unlink(path)
+        if page is not None:
+            page.release_slot(self.slot, self.pid)
+            page.close()
+
+    def stop(self, deregister: bool = True) -> None:
+        if not self.started:
+            return
+        self._stop.set()
+        self.started = False
+        if self.attached:
+            self._detach()
+        if self.fallback is not None:
+            self.fallback.stop(deregister)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's slot, socket and threads are not ours."""
+        self._start_lock = threading.Lock()
+        self.started = False
+        self.attached = False
+        self.page, self._sock, self.slot = None, None, -1
+        self.fallback = None
+        self.gate.reset()
+
+    # ------------------------------------------------------------ request side (gate.lock held)
+
+    def admit(self, gate: Gate) -> bool:
+        """The request is counted in ``gate.in_flight``: publish, then read the flag."""
+        w = self.words
+        w[self.i_in_flight] = gate.in_flight
+        if w[hs.H_PAUSED] and time.monotonic_ns() < w[hs.H_DEADLINE]:
+            gate.in_flight -= 1
+            w[self.i_in_flight] = gate.in_flight
+            self._pause_locally(gate)
+            return False
+        return True
+
+    def publish(self, gate: Gate) -> None:
+        w = self.words
+        w[self.i_in_flight] = gate.in_flight
+        w[self.i_held] = gate.held
+
+    def left(self, gate: Gate) -> None:
+        w = self.words
+        w[self.i_in_flight] = gate.in_flight
+        if gate.in_flight == 0 and w[hs.H_PAUSED] and self._sock is not None:
+            hs.poke(self._sock, self._agent_path)  # the drain wait hears it now
+
+    def _pause_locally(self, gate: Gate) -> None:
+        view = self.page.pause_view() if self.page is not None else None
+        token = (view.token if view else None) or "host"
+        gate.synced = True
+        gate.paused = True
+        gate.token = token
+        gate.acked_token = token
+        gate.deadline = self.words[hs.H_DEADLINE] / 1e9
+        gate._update_open()
+        self.words[self.i_waiting] = 1
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # wake our link thread (on_pause, watch)
+                self._sock.sendto(b"p", self._sock.getsockname())
+
+    # ------------------------------------------------------------ link thread
+
+    def _run(self) -> None:
+        stop, sock, page, gate = self._stop, self._sock, self.page, self.gate
+        if sock is None or page is None:  # pragma: no cover
+            return
+        while not stop.is_set() and self.attached:
+            paused = gate.paused
+            now = time.monotonic()
+            wait = min(RECHECK, max(0.0, gate.deadline - now)) if paused else IDLE_CHECK
+            with contextlib.suppress(OSError, ValueError):
+                ready, _, _ = select.select([sock], [], [], wait)
+                if ready:
+                    _drain(sock)
+            if stop.is_set():
+                break
+            if page.agent_age() > hs.STALE_AGENT:
+                log.warning("intermission: the host agent of %s stopped beating; this process "
+                            "talks to Redis itself from now on", page.path)
+                self._detach()
+                self._use_fallback()
+                return
+            if gate.paused:
+                self._follow(page, gate)
+
+    def _follow(self, page: hs.Page, gate: Gate) -> None:
+        view = page.pause_view()
+        if view.paused and gate.on_pause is not None and self._pause_gen != view.generation:
+            self._pause_gen = view.generation
+            gate.run_hook("on_pause", gate.on_pause)
+        now_ns = time.monotonic_ns()
+        if view.paused and now_ns < view.deadline_ns:
+            with gate.lock:
+                gate.deadline = view.deadline_ns / 1e9  # a renewal moved it
+            return
+        payload = _decode(page.payload()) if not view.paused else None
+        if view.paused:
+            log.warning("intermission: host pause %s of scope %r reached its expiry; releasing",
+                        view.token, self.scope)
+        self.words[self.i_waiting] = 0
+        gate.apply_resume(None, payload)
+
+
+def _drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recv(16)
+        except (BlockingIOError, OSError):
+            return
+
+
+def _decode(raw: bytes | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+_LINKS: weakref.WeakSet[HostLink] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for link in list(_LINKS):
+        link.after_fork()
+
+
+def _at_exit() -> None:
+    for link in list(_LINKS):
+        link.stop()
+
+
+def start_all() -> None:
+    for link in list(_LINKS):
+        link.start()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)

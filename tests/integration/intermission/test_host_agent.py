@@ -1,0 +1,136 @@
+"""Host mode: one `intermission host-agent` acknowledges pauses for every gunicorn worker of
+the host (real agent process, real gunicorn workers, real Redis)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from intermission import Controller, ResumeOutcome
+from intermission import hostshm as hs
+from roleswap.lab.redis_server import RedisServer
+from tests.integration.intermission.conftest import (
+    AppServer,
+    Client,
+    new_scope,
+    start_server,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(90)
+INTERMISSION = str(Path(sys.executable).parent / "intermission")
+
+
+class HostAgent:
+    def __init__(self, redis_url: str, scope: str, directory: Path, log: Path) -> None:
+        self.redis_url, self.scope, self.dir, self.log = redis_url, scope, directory, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [INTERMISSION, "--redis", self.redis_url, "host-agent", "--scope", self.scope,
+                 "--dir", str(self.dir)], stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        page = hs.page_path(self.dir, self.scope)
+        assert wait_for(lambda: page.exists() and _age(self.dir, self.scope) < 1.0, 10.0), \
+            self.log.read_text()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(10)
+
+
+def _age(directory: Path, scope: str) -> float:
+    page = hs.Page.attach(directory, scope)
+    try:
+        return page.agent_age()
+    finally:
+        page.close()
+
+
+@pytest.fixture
+def host(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[HostAgent, AppServer]]:
+    """A host agent and gunicorn with 4 workers attached to it."""
+    scope = new_scope()
+    agent = HostAgent(redis_server.url, scope, tmp_path / "ha", tmp_path / "agent.log")
+    agent.start()
+    server = start_server(tmp_path, "wsgi", redis_server.url, scope=scope, workers=4,
+                          env={"INTERMISSION_HOST_AGENT": str(agent.dir), "IM_MAX_HOLD": "8"})
+    try:
+        yield agent, server
+    finally:
+        server.stop()
+        agent.kill(signal.SIGTERM)
+
+
+def _host_entry(ctl: Controller) -> list[tuple[str, int, float]]:
+    return [(p.kind, p.in_flight, p.metrics.get("processes", -1)) for p in ctl.status().processes]
+
+
+def test_one_agent_acks_for_four_workers_and_they_hold_and_release(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    agent, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    # the 4 workers attached to the agent: one process in status, of kind host
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    with ctl.pause("test", ttl=10) as pause:
+        report = pause.wait_drained(10)
+        assert report.drained, str(report)
+        assert [p.kind for p in report.processes] == ["host"]
+        futures = [client.fire(f"{server.base}/?tag={i}") for i in range(12)]
+        assert wait_for(lambda: ctl.status().processes[0].held == 12, 10.0), _host_entry(ctl)
+        assert not any(f.done() for f in futures), "requests must be held, not answered"
+        resumed_at = time.monotonic()
+        assert pause.resume({"primary": "db2"}) is ResumeOutcome.RESUMED
+    results = [f.result(timeout=20) for f in futures]
+    assert [r.status_code for r, _ in results] == [200] * 12
+    assert min(t for _, t in results) >= resumed_at  # none answered before the resume
+    bodies = [r.json() for r, _ in results]
+    assert all(b["payload"] == {"primary": "db2"} for b in bodies)  # on_resume ran first
+    assert len({b["pid"] for b in bodies}) > 1  # several workers held and released
+    assert server.get("/").status_code == 200  # and the next request passes at once
+    assert agent.proc is not None and agent.proc.poll() is None
+
+
+def test_the_drain_waits_for_requests_in_flight_in_any_worker(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    _, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    slow = client.fire(f"{server.base}/slow?s=1.5")
+    assert wait_for(lambda: ctl.status().processes[0].in_flight == 1, 10.0)
+    with ctl.pause("test", ttl=10) as pause:
+        early = pause.wait_drained(0.3)
+        assert not early.drained
+        assert "1 request(s) still in flight" in str(early)
+        late = pause.wait_drained(10)
+        assert late.drained, str(late)
+        assert slow.done() and slow.result()[0].status_code == 200  # drained = it finished
+
+
+def test_workers_talk_to_redis_themselves_when_the_agent_dies(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    agent, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    agent.kill()
+    # after STALE_AGENT seconds without a beat each worker registers itself
+    assert wait_for(lambda: sorted(p.kind for p in ctl.status().processes) == ["wsgi"] * 4,
+                    hs.STALE_AGENT + 10.0), _host_entry(ctl)
+    with ctl.pause("test", ttl=10) as pause:
+        assert pause.wait_drained(10).drained
+        held = client.fire(f"{server.base}/?tag=x")
+        time.sleep(0.3)
+        assert not held.done()
+        pause.resume()
+    assert held.result(timeout=20)[0].status_code == 200
+    assert "stopped beating" in server.log_text()
