@@ -29,6 +29,7 @@ import resource
 import select
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import asyncio  # noqa: E402
 
 from intermission import Controller  # noqa: E402
+from intermission import hostshm as hs  # noqa: E402
 from intermission.asgi import IntermissionMiddleware as ASGIMiddleware  # noqa: E402
 from roleswap.lab.redis_server import start_redis  # noqa: E402
 
@@ -87,7 +89,8 @@ def die_with_parent() -> None:
 
 # ----------------------------------------------------------------- a. one app process
 
-def child_main(idx: int, url: str, scope: str, cmd_fd: int, rep_fd: int) -> None:
+def child_main(idx: int, url: str, scope: str, cmd_fd: int, rep_fd: int,
+               host_dir: str | None = None) -> None:
     """An app process: the real ASGI middleware on an event loop.  Commands on ``cmd_fd``:
     ``h`` send one request (it is held: we only send while paused), ``q`` quit.  Reports
     on ``rep_fd`` (one line per os.write, atomic below PIPE_BUF): ``ready``, ``held``,
@@ -110,7 +113,8 @@ def child_main(idx: int, url: str, scope: str, cmd_fd: int, rep_fd: int) -> None
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         mw = ASGIMiddleware(app, redis_url=url, scope=scope, max_hold=60.0,
-                            startup_wait=10.0)  # 300 processes start at once
+                            startup_wait=10.0,  # 300 processes start at once
+                            host_agent=host_dir)
         tasks: set[asyncio.Task[None]] = set()
 
         async def one() -> None:
@@ -170,7 +174,7 @@ async def _ignore(msg: Any) -> None:
 class Fleet:
     """N forked app processes, one command pipe each, one shared report pipe."""
 
-    def __init__(self, n: int, url: str, scope: str) -> None:
+    def __init__(self, n: int, url: str, scope: str, host_dir: str | None = None) -> None:
         self.pids: list[int] = []
         self.cmd: list[int] = []
         self.rep_r, rep_w = os.pipe()
@@ -186,7 +190,7 @@ class Fleet:
                     die_with_parent()
                     for fd in (*self.cmd, self.rep_r, w):
                         os.close(fd)
-                    child_main(idx, url, scope, r, rep_w)
+                    child_main(idx, url, scope, r, rep_w, host_dir)
                 except BaseException:  # a child must never return into the bench
                     code = 1
                 finally:
@@ -243,20 +247,53 @@ class Fleet:
         os.close(self.rep_r)
 
 
-def measure_processes(url: str, n: int, rounds: int) -> dict[str, Any]:
-    """``rounds`` pause/drain/hold/resume cycles with ``n`` app processes."""
-    scope = f"scale-{n}-{os.getpid()}"
+def registered(ctl: Controller) -> int:
+    """App processes Redis knows of: their own heartbeats, or the host agents' counts."""
+    return sum(int(p.metrics.get("processes", 0)) if p.kind == "host" else 1
+               for p in ctl.status().processes)
+
+
+def start_host_agent(url: str, scope: str, directory: str) -> subprocess.Popen[bytes]:
+    """`intermission host-agent` for ``scope`` (a child of ours, stopped by PID)."""
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "intermission"), "--redis", url,
+                             "host-agent", "--scope", scope, "--dir", directory],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            page = hs.Page.attach(directory, scope)
+        except hs.HostModeUnavailable:
+            page = None
+        if page is not None:
+            age = page.agent_age()
+            page.close()
+            if age < 1.0:
+                return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError(f"the host agent did not start: {proc.communicate()[1].decode()[-2000:]}")
+
+
+def measure_processes(url: str, n: int, rounds: int,
+                      host_dir: str | None = None) -> dict[str, Any]:
+    """``rounds`` pause/drain/hold/resume cycles with ``n`` app processes (each with its own
+    Redis agent; or, with ``host_dir``, all attached to one host agent)."""
+    scope = f"scale-{n}-{'host' if host_dir else 'own'}-{os.getpid()}"
     ctl = Controller(url, scope)
     t0 = time.monotonic()
-    fleet = Fleet(n, url, scope)
+    agent = start_host_agent(url, scope, host_dir) if host_dir else None
     failures: list[str] = []
-    out: dict[str, Any] = {"n": n, "rounds": []}
+    out: dict[str, Any] = {"n": n, "mode": "host" if host_dir else "own", "rounds": []}
+    fleet = Fleet(n, url, scope, host_dir)
     try:
         ready = fleet.collect({"ready": n}, 60 + n / 5)["ready"]
         deadline = time.monotonic() + 30
-        while len(ctl.status().processes) < n and time.monotonic() < deadline:
+        while registered(ctl) < n and time.monotonic() < deadline:
             time.sleep(0.02)
-        out["registered"] = len(ctl.status().processes)
+        out["registered"] = registered(ctl)
         out["startup_s"] = time.monotonic() - t0
         if len(ready) < n or out["registered"] < n:
             failures.append(f"N={n}: {len(ready)} ready, {out['registered']} registered")
@@ -269,6 +306,9 @@ def measure_processes(url: str, n: int, rounds: int) -> dict[str, Any]:
             time.sleep(0.3)
     finally:
         fleet.stop()
+        if agent is not None:
+            agent.terminate()  # our own child, by PID
+            agent.wait(10)
     rs = out["rounds"]
     if rs:
         out["pause_to_drained_ms"] = summary([r["pause_to_drained_ms"] for r in rs])
@@ -278,6 +318,7 @@ def measure_processes(url: str, n: int, rounds: int) -> dict[str, Any]:
         out["resume_to_first_released_ms"] = summary(
             [r["resume_to_first_released_ms"] for r in rs])
         out["window_ms"] = summary([r["window_ms"] for r in rs])
+        out["pause_window_ms"] = summary([r["pause_window_ms"] for r in rs])
         for k in ("cpu_ms_per_process_pause", "cpu_ms_per_process_resume"):
             out[k] = statistics.mean(r[k] for r in rs)
     out["lost"] = sum(r["lost"] for r in rs)
@@ -325,6 +366,9 @@ def _round(ctl: Controller, fleet: Fleet, n: int) -> tuple[dict[str, Any], list[
         # the part intermission adds to a pause window (the bench's own step of sending
         # one request to every process while paused is left out)
         "window_ms": (t2 - t0 + (max(rel) if rel else t4) - t3) * 1000,
+        # the window as roleswap measures its pause: pause -> drained, then resume sent ->
+        # acknowledged by Redis (traffic may flow again; held requests start running then)
+        "pause_window_ms": (t2 - t0 + t4 - t3) * 1000,
         "released": len(rel), "ok": ok, "lost": n - ok,
         # CPU (user+system) all app processes used per process, in ms: steadier than
         # wall times on a shared machine; at N processes on 2 CPUs the wall time is
@@ -343,6 +387,9 @@ def main() -> int:
     ap.add_argument("--procs", help="comma-separated process counts (default 1,10,100,300)")
     ap.add_argument("--rounds", type=int, help="pause rounds per process count")
     ap.add_argument("--only", choices=("processes", "held"), help="run one section only")
+    ap.add_argument("--modes", default="own,host",
+                    help="processes section: 'own' (each process its own Redis agent), 'host' "
+                         "(one intermission host-agent for all of them); default both")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
@@ -360,11 +407,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         redis = start_redis(Path(tmp) / "redis")
         try:
-            if args.only != "held":
+            modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+            if set(modes) - {"own", "host"}:
+                ap.error(f"--modes: use own and/or host; got {args.modes!r}")
+            if args.only != "held" and "own" in modes:
                 procs = [measure_processes(redis.url, n, rounds) for n in counts]
                 results["processes"] = procs
                 failures += [f for p in procs for f in p["failures"]]
                 results["processes_ratio"] = ratios(procs)
+            if args.only != "held" and "host" in modes:
+                hdir = str(Path(tmp) / "ha")
+                procs = [measure_processes(redis.url, n, rounds, hdir) for n in counts]
+                results["processes_host"] = procs
+                failures += [f for p in procs for f in p["failures"]]
+                results["processes_host_ratio"] = ratios(procs)
             if args.only != "processes":
                 results["held_asgi"] = held_asgi(redis.url, 2_000 if q else 10_000)
                 results["held_wsgi"] = held_wsgi(redis.url, Path(tmp), 200 if q else 1_000,
@@ -375,7 +431,8 @@ def main() -> int:
         finally:
             redis.stop()
     results["failures"] = failures
-    results["lost"] = sum(p["lost"] for p in results.get("processes", [])) + sum(
+    results["lost"] = sum(p["lost"] for k in ("processes", "processes_host")
+                          for p in results.get(k, [])) + sum(
         results[k]["lost"] for k in ("held_asgi", "held_wsgi") if k in results)
     results["total_seconds"] = time.monotonic() - started
     results["machine"]["loadavg_end"] = os.getloadavg()[0]
@@ -393,10 +450,12 @@ def ratios(procs: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     top = max(by_n)
     out: dict[str, Any] = {"n_high": top, "n_low": 1}
-    for key in ("pause_to_drained_ms", "resume_to_all_released_ms", "window_ms"):
+    for key in ("pause_to_drained_ms", "resume_to_all_released_ms", "window_ms",
+                "pause_window_ms"):
         for q in ("p50", "p95"):
             out[f"{key}_{q}"] = by_n[top][key][q] / by_n[1][key][q]
     out["goal_window_p50_within_1_5x"] = out["window_ms_p50"] <= 1.5
+    out["goal_pause_window_p50_within_1_5x"] = out["pause_window_ms_p50"] <= 1.5
     return out
 
 
@@ -404,26 +463,40 @@ def print_table(r: dict[str, Any]) -> None:
     m = r["machine"]
     print(f"intermission at scale  (Python {m['python']}, {m['cpus']} CPUs, loopback, "
           f"1-min load {m['loadavg_start']:.2f} at start, {m['loadavg_end']:.2f} at end)")
-    if "processes" in r:
-        print("\na. N app processes (real ASGI middleware each), rounds of pause -> drained, "
-              "one held request each, resume -> all released   (ms: p50 / p95 / max)")
-        print(f"   {'N':>4} {'rounds':>6} {'pause -> drained':>24} {'resume -> all released':>24}"
-              f" {'pause->drained + resume->released':>32} {'lost':>5} {'CPU ms/proc pause, resume':>26}")
-        for p in r["processes"]:
-            if "pause_to_drained_ms" not in p:
-                print(f"   {p['n']:>4} failed: {'; '.join(p['failures'])}")
-                continue
-            cells = [_pmx(p[k]) for k in
-                     ("pause_to_drained_ms", "resume_to_all_released_ms", "window_ms")]
-            print(f"   {p['n']:>4} {len(p['rounds']):>6} {cells[0]:>24} {cells[1]:>24}"
-                  f" {cells[2]:>32} {p['lost']:>5} {p['cpu_ms_per_process_pause']:>12.2f},"
-                  f" {p['cpu_ms_per_process_resume']:>5.2f}")
-        ra = r.get("processes_ratio") or {}
-        if ra:
-            print(f"   N={ra['n_high']} vs N=1 (p50): pause -> drained "
-                  f"{ra['pause_to_drained_ms_p50']:.2f}x, resume -> released "
-                  f"{ra['resume_to_all_released_ms_p50']:.2f}x, window {ra['window_ms_p50']:.2f}x"
-                  f"  (goal <= 1.5x: {'met' if ra['goal_window_p50_within_1_5x'] else 'NOT met'})")
+    for key, ratio_key, how in (
+            ("processes", "processes_ratio", "each with its own Redis agent"),
+            ("processes_host", "processes_host_ratio", "all attached to one host agent")):
+        if key in r:
+            _print_processes(r[key], r.get(ratio_key) or {}, how)
+    _print_held(r)
+
+
+def _print_processes(procs: list[dict[str, Any]], ra: dict[str, Any], how: str) -> None:
+    print(f"\na. N app processes (real ASGI middleware each, {how}), rounds of pause -> "
+          "drained, one held request each, resume -> all released   (ms: p50 / p95 / max)")
+    print(f"   {'N':>4} {'rounds':>6} {'pause -> drained':>24} {'resume -> all released':>24}"
+          f" {'pause->drained + resume->released':>32} {'lost':>5} {'CPU ms/proc pause, resume':>26}")
+    for p in procs:
+        if "pause_to_drained_ms" not in p:
+            print(f"   {p['n']:>4} failed: {'; '.join(p['failures'])}")
+            continue
+        cells = [_pmx(p[k]) for k in
+                 ("pause_to_drained_ms", "resume_to_all_released_ms", "window_ms")]
+        print(f"   {p['n']:>4} {len(p['rounds']):>6} {cells[0]:>24} {cells[1]:>24}"
+              f" {cells[2]:>32} {p['lost']:>5} {p['cpu_ms_per_process_pause']:>12.2f},"
+              f" {p['cpu_ms_per_process_resume']:>5.2f}")
+    if ra:
+        print(f"   N={ra['n_high']} vs N=1 (p50): pause -> drained "
+              f"{ra['pause_to_drained_ms_p50']:.2f}x, resume -> released "
+              f"{ra['resume_to_all_released_ms_p50']:.2f}x, window {ra['window_ms_p50']:.2f}x"
+              f"  (goal <= 1.5x: {'met' if ra['goal_window_p50_within_1_5x'] else 'NOT met'})")
+        print(f"   the pause window as roleswap measures it (pause -> drained, resume sent -> "
+              f"acknowledged): N=1 {_p50(procs, 1)}, N={ra['n_high']} "
+              f"{_p50(procs, ra['n_high'])} ms, {ra['pause_window_ms_p50']:.2f}x  (goal <= 1.5x: "
+              f"{'met' if ra['goal_pause_window_p50_within_1_5x'] else 'NOT met'})")
+
+
+def _print_held(r: dict[str, Any]) -> None:
     for key, title in (("held_asgi", "b1. held ASGI requests, one process, in-process"),
                        ("held_wsgi", "b2. requests through gunicorn gthread")):
         if key not in r:
@@ -453,6 +526,10 @@ def print_table(r: dict[str, Any]) -> None:
     for f in r["failures"]:
         print(f"   {f}")
     print(f"total {r['total_seconds']:.1f} s")
+
+
+def _p50(procs: list[dict[str, Any]], n: int) -> str:
+    return next(f"{p['pause_window_ms']['p50']:.1f}" for p in procs if p["n"] == n)
 
 
 def _pmx(s: dict[str, float]) -> str:

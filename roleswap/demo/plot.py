@@ -320,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "timeline":
                 timeline(data, out, title=data.get("title"), zoom=args.zoom)
             else:
-                scaling(data, out)
+                host = name.endswith("_host")  # bench_scale's processes attached to a host agent
+                scaling(data, out, title="pause window vs app processes (one host agent)"
+                        if host else None)
             print(f"{out} ({out.stat().st_size // 1024} KB)")
             written += 1
     if not written:

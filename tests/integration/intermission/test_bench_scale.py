@@ -23,15 +23,19 @@ def test_bench_scale_quick_json_has_every_section_and_nothing_lost(tmp_path: Pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["lost"] == 0 and data["failures"] == []
-    assert [p["n"] for p in data["processes"]] == data["params"]["process_counts"]
-    for p in data["processes"]:
-        assert p["registered"] == p["n"] and p["lost"] == 0
-        assert len(p["rounds"]) == data["params"]["rounds"]
-        assert all(r["drained"] and r["released"] == p["n"] for r in p["rounds"])
-        for key in ("pause_to_drained_ms", "resume_to_all_released_ms", "window_ms"):
-            assert {"p50", "p95", "max"} <= p[key].keys()
-    assert {"pause_to_drained_ms_p50", "resume_to_all_released_ms_p50",
-            "window_ms_p50"} <= data["processes_ratio"].keys()
+    for section, mode in (("processes", "own"), ("processes_host", "host")):
+        # each process with its own Redis agent, then all attached to one host agent
+        assert [p["n"] for p in data[section]] == data["params"]["process_counts"]
+        for p in data[section]:
+            assert p["mode"] == mode
+            assert p["registered"] == p["n"] and p["lost"] == 0
+            assert len(p["rounds"]) == data["params"]["rounds"]
+            assert all(r["drained"] and r["released"] == p["n"] for r in p["rounds"])
+            for key in ("pause_to_drained_ms", "resume_to_all_released_ms", "window_ms",
+                        "pause_window_ms"):
+                assert {"p50", "p95", "max"} <= p[key].keys()
+        assert {"pause_to_drained_ms_p50", "resume_to_all_released_ms_p50", "window_ms_p50",
+                "pause_window_ms_p50"} <= data[f"{section}_ratio"].keys()
     asgi, wsgi = data["held_asgi"], data["held_wsgi"]
     assert asgi["ok"] == asgi["requests"] and asgi["lost"] == 0
     assert asgi["tracemalloc_bytes_per_held"] > 0 and "rss_bytes_per_held" in asgi

@@ -134,3 +134,28 @@ def test_workers_talk_to_redis_themselves_when_the_agent_dies(
         pause.resume()
     assert held.result(timeout=20)[0].status_code == 200
     assert "stopped beating" in server.log_text()
+
+
+def test_requests_held_when_the_agent_is_killed_are_released_by_the_resume(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    """kill -9 of the agent mid-pause: the workers keep holding (the pause is still on),
+    take over with their own Redis agents, and release on the resume of that same token."""
+    agent, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    with ctl.pause("test", ttl=20) as pause:
+        assert pause.wait_drained(10).drained
+        futures = [client.fire(f"{server.base}/?tag={i}") for i in range(8)]
+        assert wait_for(lambda: ctl.status().processes[0].held == 8, 10.0), _host_entry(ctl)
+        agent.kill()
+        # the workers notice (STALE_AGENT s) and register themselves, still holding
+        assert wait_for(lambda: sorted(p.kind for p in ctl.status().processes) == ["wsgi"] * 4,
+                        hs.STALE_AGENT + 10.0), _host_entry(ctl)
+        assert sum(p.held for p in ctl.status().processes) == 8
+        assert not any(f.done() for f in futures)
+        resumed_at = time.monotonic()
+        assert pause.resume({"primary": "db2"}) is ResumeOutcome.RESUMED
+    results = [f.result(timeout=20) for f in futures]
+    assert [r.status_code for r, _ in results] == [200] * 8
+    assert min(t for _, t in results) >= resumed_at
+    assert all(r.json()["payload"] == {"primary": "db2"} for r, _ in results)

@@ -1,0 +1,93 @@
+"""The host agent's shared page: slots, pause state, payload, refusals (no Redis)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intermission import hostshm as hs
+
+
+def test_slots_are_claimed_released_and_taken_back_from_dead_processes(tmp_path: Path) -> None:
+    page = hs.Page.create(tmp_path, "s1")
+    try:
+        mine = page.claim_slot(os.getpid())
+        assert mine == 0 and page.slots_in_use() == [0]
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        # a slot held by a process that has exited (pid + start time no longer match)
+        w = page.words
+        i = page.slot_index(1, 0)
+        w[i + hs.S_PID], w[i + hs.S_START], w[i + hs.S_IN_FLIGHT] = dead.pid, 12345, 3
+        assert page.slots_in_use() == [0, 1]
+        assert page.claim_slot(os.getpid()) == 1  # slot 1 was reused; its count is reset
+        assert w[i + hs.S_IN_FLIGHT] == 0
+        page.release_slot(0, os.getpid())
+        assert page.slots_in_use() == [1]
+        page.release_slot(1, os.getpid() + 1)  # not its owner: nothing happens
+        assert page.slots_in_use() == [1]
+    finally:
+        page.close()
+
+
+def test_pause_state_and_payload_round_trip(tmp_path: Path) -> None:
+    agent = hs.Page.create(tmp_path, "s2")
+    proc = hs.Page.attach(tmp_path, "s2")
+    try:
+        assert proc.pause_view() == hs.PauseView(False, 0, 0, None)
+        agent.set_pause("tok_12345678", 10**18)
+        view = proc.pause_view()
+        assert view.paused and view.deadline_ns == 10**18 and view.token == "tok_12345678"
+        agent.set_pause("tok_12345678", 2 * 10**18)  # a renewal: same generation
+        assert proc.pause_view().generation == view.generation
+        agent.clear_pause(b'{"primary": "db2"}')
+        assert not proc.pause_view().paused and proc.pause_view().generation > view.generation
+        assert proc.payload() == b'{"primary": "db2"}'
+        agent.clear_pause(None)
+        assert proc.payload() is None
+    finally:
+        agent.close()
+        proc.close()
+
+
+def test_a_new_agent_keeps_the_previous_agents_slots_and_pause(tmp_path: Path) -> None:
+    first = hs.Page.create(tmp_path, "s3")
+    first.claim_slot(os.getpid())
+    first.set_pause("tok_abcdefgh", 10**18)
+    first.close()
+    second = hs.Page.create(tmp_path, "s3")
+    try:
+        assert second.slots_in_use() == [0]
+        assert second.pause_view().token == "tok_abcdefgh"
+    finally:
+        second.close()
+
+
+def test_refusals_name_the_cause(tmp_path: Path) -> None:
+    with pytest.raises(hs.HostModeUnavailable, match="no host agent page"):
+        hs.Page.attach(tmp_path, "absent")
+    (tmp_path / "junk.host").write_bytes(b"x" * 10)
+    with pytest.raises(hs.HostModeUnavailable, match="not an intermission host page"):
+        hs.Page.create(tmp_path, "junk")
+    (tmp_path / "zero.host").write_bytes(b"\0" * hs.SIZE)
+    with pytest.raises(hs.HostModeUnavailable, match="not an intermission host page"):
+        hs.Page.attach(tmp_path, "zero")
+    deep = tmp_path / ("d" * 90)
+    with pytest.raises(hs.HostModeUnavailable, match="too long for the sockets"):
+        hs.page_path(deep, "scope")
+
+
+def test_agent_age_and_process_start(tmp_path: Path) -> None:
+    page = hs.Page.create(tmp_path, "s4")
+    try:
+        assert page.agent_age() == float("inf")
+        page.beat(os.getpid())
+        assert page.agent_age() < 5
+        assert hs.alive(os.getpid(), hs.process_start(os.getpid()))
+        assert not hs.alive(os.getpid(), hs.process_start(os.getpid()) + 1)
+    finally:
+        page.close()
