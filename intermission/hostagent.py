@@ -35,6 +35,7 @@ from intermission.state import ACK, PROGRESS, STATUS, Gate, Snapshot
 log = logging.getLogger("intermission")
 
 POLL_PAUSED = 0.002  # seconds between scans of the page while paused and not drained
+SWEEP_EVERY = 5.0  # seconds between looks for slots of exited processes (never while paused)
 
 
 class HostGate(Gate):
@@ -52,6 +53,8 @@ class HostGate(Gate):
             self.paused, self.token, self.acked_token = True, view.token, view.token
             self.deadline = view.deadline_ns / 1e9
             self.synced = True
+        elif view.paused:  # expired meanwhile: the processes already let requests pass
+            page.clear_pause(None)
         self.poke_sock: Any = None  # set by run(): the agent's own socket
         self.processes = 0
 
@@ -96,6 +99,15 @@ class HostGate(Gate):
         with self.lock:
             self.synced = True
 
+    def sweep(self) -> None:
+        """Free the slots of processes that are gone (even with nothing in flight), so the
+        ``processes`` count stays true after workers are replaced."""
+        page, w = self.page, self.page.words
+        for slot in page.slots_in_use():
+            i = page.slot_index(slot, 0)
+            if not hs.alive(w[i + hs.S_PID], w[i + hs.S_START]):
+                page.release_slot(slot, w[i + hs.S_PID])
+
     def totals(self) -> tuple[int, int, int]:
         """(in flight, held, processes) over the live attached processes; a dead one's
         slot is freed (its requests died with it)."""
@@ -126,6 +138,7 @@ def run(redis_url: str, scope: str, directory: str, *, stop: threading.Event | N
     Raises :class:`~intermission.hostshm.HostModeUnavailable` if it cannot work here."""
     os.makedirs(directory, mode=0o770, exist_ok=True)
     hs.register_barrier()  # checks membarrier works here before anything is created
+    lock = hs.agent_lock(directory, scope)  # one agent per directory and scope
     page = hs.Page.create(directory, scope)
     sock = hs.bind(hs.agent_socket(directory, scope))
     stop = stop or threading.Event()
@@ -148,18 +161,22 @@ def run(redis_url: str, scope: str, directory: str, *, stop: threading.Event | N
             sock.close()
             os.unlink(hs.agent_socket(directory, scope))
         page.close()
+        os.close(lock)
 
 
 def _loop(gate: HostGate, page: hs.Page, sock: Any, stop: threading.Event) -> None:
     """Beat; while paused, watch the counts (pokes from processes, and a scan every
     ``POLL_PAUSED``) and tell the heartbeat when the host drained."""
     last: int | None = None
-    next_beat = 0.0
+    next_beat = next_sweep = 0.0
     while not stop.is_set():
         now = time.monotonic()
         if now >= next_beat:
             page.beat(gate.pid)
             next_beat = now + hs.BEAT_EVERY
+        if now >= next_sweep and not gate.paused:
+            gate.sweep()
+            next_sweep = now + SWEEP_EVERY
         paused = gate.paused
         wait = POLL_PAUSED if paused and last != 0 else min(hs.BEAT_EVERY, 0.05)
         with contextlib.suppress(OSError, ValueError):

@@ -4,8 +4,13 @@ The middleware's option ``host_agent=<directory>`` (or env ``INTERMISSION_HOST_A
 makes the process attach to the page of ``intermission host-agent --dir <directory>``
 (see :mod:`intermission.hostshm`).  Then:
 
-* a request publishes the process's in-flight count in its slot, then reads the host's
-  pause flag; if paused, it takes itself back out and is held (the gate pauses locally);
+* a request publishes the process's in-flight count in its slot, then reads the page's
+  generation (every pause and every resume makes a new one).  If the process has not
+  caught up with it, the request takes itself back out and is held (the gate pauses
+  locally) until the link thread has caught up: still paused, keep holding; ended, run
+  ``on_resume`` with the payload, then release.  So a process that held nothing during a
+  pause still runs ``on_resume`` before its next request; ``on_pause`` runs only where a
+  request arrived during the pause;
 * the process never wakes for a pause.  The agent counts it as drained from its slot;
 * a link thread per process sleeps on a datagram socket.  While requests are held it
   wakes on the agent's poke at resume (or every ``RECHECK`` seconds, or at the pause's
@@ -68,6 +73,9 @@ class HostLink:
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._pause_gen = -1  # the page's pause generation whose on_pause hook ran
+        # the page's generation this process has caught up with: its requests pass only
+        # while the page still shows it (a pause began or ended since: catch up first)
+        self.seen_gen = -1
         _LINKS.add(self)
 
     # ------------------------------------------------------------ lifecycle
@@ -115,6 +123,9 @@ class HostLink:
         self.i_held = base + hs.S_HELD
         self.i_waiting = base + hs.S_WAITING
         self.words = page.words
+        view = page.pause_view()
+        # attached while a pause is on: the first request waits for its end (-1: never seen)
+        self.seen_gen = -1 if view.paused else view.generation
         self._stop = threading.Event()
         gate = self.gate
         with gate.lock:
@@ -167,10 +178,13 @@ class HostLink:
     # ------------------------------------------------------------ request side (gate.lock held)
 
     def admit(self, gate: Gate) -> bool:
-        """The request is counted in ``gate.in_flight``: publish, then read the flag."""
+        """The request is counted in ``gate.in_flight``: publish, then read the page's
+        generation.  Unchanged since this process last caught up: pass.  Changed (a pause
+        began, or one ended that this process has not seen end, so its ``on_resume`` has
+        not run with the payload, e.g. the new primary): hold it and catch up."""
         w = self.words
         w[self.i_in_flight] = gate.in_flight
-        if w[hs.H_PAUSED] and time.monotonic_ns() < w[hs.H_DEADLINE]:
+        if w[hs.H_GEN] != self.seen_gen:
             gate.in_flight -= 1
             w[self.i_in_flight] = gate.in_flight
             self._pause_locally(gate)
@@ -238,10 +252,13 @@ class HostLink:
                 gate.deadline = view.deadline_ns / 1e9  # a renewal moved it
             return
         payload = _decode(page.payload()) if not view.paused else None
-        if view.paused:
+        if view.paused:  # the agent is gone or late; a later renewal of it is ignored
             log.warning("intermission: host pause %s of scope %r reached its expiry; releasing",
                         view.token, self.scope)
         self.words[self.i_waiting] = 0
+        # caught up with this generation: released requests (and new ones) pass unless a
+        # new pause has begun meanwhile (they check again)
+        self.seen_gen = view.generation
         gate.apply_resume(None, payload)
 
 
@@ -267,6 +284,8 @@ _LINKS: weakref.WeakSet[HostLink] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    global _registered
+    _registered = False  # register the child for the agent's barrier itself (idempotent)
     for link in list(_LINKS):
         link.after_fork()
 

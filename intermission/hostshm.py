@@ -60,7 +60,10 @@ S_PID, S_START, S_IN_FLIGHT, S_HELD, S_WAITING = 0, 1, 2, 3, 4
 STALE_AGENT = 3.0  # seconds without an agent beat: the agent is gone
 BEAT_EVERY = 0.25  # seconds between the agent's beats
 
-_MEMBARRIER_NR = {"x86_64": 324, "aarch64": 283, "arm64": 283}
+# x86-64 only: its stores become visible in program order and its loads are not reordered
+# with each other, so only the store-then-load pair needs membarrier.  Weaker models
+# (aarch64) would need acquire/release on the page's words, which Python cannot express.
+_MEMBARRIER_NR = {"x86_64": 324, "amd64": 324}
 _CMD_QUERY, _CMD_GLOBAL_EXPEDITED, _CMD_REGISTER_GLOBAL_EXPEDITED = 0, 2, 4
 _libc: ctypes.CDLL | None = None
 
@@ -71,9 +74,10 @@ class HostModeUnavailable(RuntimeError):
 
 def _syscall(cmd: int) -> int:
     global _libc
-    nr = _MEMBARRIER_NR.get(platform.machine())
+    nr = _MEMBARRIER_NR.get(platform.machine().lower())
     if nr is None:
-        raise HostModeUnavailable(f"membarrier(2): unknown syscall number on {platform.machine()}")
+        raise HostModeUnavailable(f"host mode needs x86-64's memory order; this is "
+                                  f"{platform.machine()}")
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     r = int(_libc.syscall(nr, cmd, 0, 0))
@@ -116,6 +120,23 @@ def agent_socket(directory: str | os.PathLike[str], scope: str) -> str:
 
 def slot_socket(directory: str | os.PathLike[str], scope: str, slot: int) -> str:
     return str(Path(directory) / f"{scope}.{slot}.sock")
+
+
+def agent_lock(directory: str | os.PathLike[str], scope: str) -> int:
+    """Hold ``<scope>.agent.lock`` in ``directory`` for the caller's lifetime (returns its
+    fd); raises if another agent for this scope holds it."""
+    path = Path(directory) / f"{p.validate_scope(scope)}.agent.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o660)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise HostModeUnavailable(f"another host agent (pid {other}) runs for scope {scope!r} "
+                                  f"in {directory}; stop it first, or use another --dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def process_start(pid: int) -> int:
@@ -243,20 +264,26 @@ class Page:
 
     def pause_view(self) -> PauseView:
         w = self.words
+        # the generation first: the agent writes it last, so the words read after it are
+        # at least as new (a view can only be behind, and the process then catches up again)
+        gen = w[H_GEN]
+        paused, deadline = bool(w[H_PAUSED]), w[H_DEADLINE]
         n = max(0, min(TOKEN_BYTES, w[H_TOKEN_LEN]))
         token = bytes(self._mm[TOKEN_OFFSET:TOKEN_OFFSET + n]).decode("ascii", "replace")
-        return PauseView(bool(w[H_PAUSED]), w[H_DEADLINE], w[H_GEN], token or None)
+        return PauseView(paused, deadline, gen, token or None)
 
     def set_pause(self, token: str, deadline_ns: int) -> None:
-        """Agent: the host is paused until ``deadline_ns`` (CLOCK_MONOTONIC)."""
+        """Agent: the host is paused until ``deadline_ns`` (CLOCK_MONOTONIC).  A new pause
+        (not a renewal of the current one) is a new generation: processes catch up."""
         w = self.words
+        new = not w[H_PAUSED] or self.pause_view().token != token
         raw = token.encode("ascii")[:TOKEN_BYTES]
         self._mm[TOKEN_OFFSET:TOKEN_OFFSET + len(raw)] = raw
         w[H_TOKEN_LEN] = len(raw)
         w[H_DEADLINE] = deadline_ns
-        if not w[H_PAUSED]:
-            w[H_GEN] += 1
         w[H_PAUSED] = 1
+        if new:  # last: a process that sees the new generation sees the pause's words too
+            w[H_GEN] += 1
 
     def clear_pause(self, payload: bytes | None) -> None:
         """Agent: the pause ended; ``payload`` is the resume's (JSON), if any."""
@@ -270,7 +297,7 @@ class Page:
             w[H_PAYLOAD_LEN] = len(data)
         w[H_PAYLOAD_SEQ] += 1
         w[H_PAUSED] = 0
-        w[H_GEN] += 1
+        w[H_GEN] += 1  # last (x86-64 keeps stores in order): the payload is there before it
 
     def payload(self) -> bytes | None:
         w = self.words

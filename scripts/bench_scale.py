@@ -255,8 +255,9 @@ def registered(ctl: Controller) -> int:
 
 def start_host_agent(url: str, scope: str, directory: str) -> subprocess.Popen[bytes]:
     """`intermission host-agent` for ``scope`` (a child of ours, stopped by PID)."""
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "intermission"), "--redis", url,
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "intermission"),
                              "host-agent", "--scope", scope, "--dir", directory],
+                            env={**os.environ, "INTERMISSION_REDIS_URL": url},  # not in argv
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     deadline = time.monotonic() + 20

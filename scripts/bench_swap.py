@@ -172,6 +172,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--swaps", type=int, default=20, help="swaps for ours and for no-pause (default 20)")
     ap.add_argument("--rate", type=float, default=250.0, help="requests/s, half writes (default 250)")
     ap.add_argument("--original", type=int, default=4, help="swaps with the 2012 sequence (default 4)")
+    ap.add_argument("--host-agent-swaps", type=int, default=None,
+                    help="swaps of ours with the app's workers attached to one intermission host-agent "
+                         "(default: as --swaps; 0: none)")
     ap.add_argument("--vip-swaps", type=int, default=10, help="swaps with the vip method (root; default 10)")
     ap.add_argument("--no-vip", action="store_true", help="skip every vip run (section and flavor columns)")
     ap.add_argument("--vip-subnet", help="hosts lab subnet inside 198.18.0.0/15 (default: the first free "
@@ -213,8 +216,11 @@ def parse_args() -> argparse.Namespace:
     if set(args.sections) - set(SECTIONS):
         ap.error(f"--sections: unknown {', '.join(sorted(set(args.sections) - set(SECTIONS)))}; "
                  f"use {','.join(SECTIONS)}")
+    if args.host_agent_swaps is None:
+        args.host_agent_swaps = args.swaps
     if args.quick:
         args.swaps, args.original = min(args.swaps, 4), min(args.original, 1)
+        args.host_agent_swaps = min(args.host_agent_swaps, 4)
         args.vip_swaps, args.flavor_swaps = min(args.vip_swaps, 4), min(args.flavor_swaps, 4)
         args.haproxy_swaps = min(args.haproxy_swaps, 4)
         args.rate_swaps, args.replica_swaps = min(args.rate_swaps, 2), min(args.replica_swaps, 2)
@@ -266,6 +272,15 @@ def swap_sections(lab: Lab, app_dir: Path, args: argparse.Namespace, common: dic
             results["original"] = phase(orig, "original 2012")
     finally:
         app.stop()
+    if args.host_agent_swaps > 0:  # the same app, its 4 workers attached to one host agent
+        happ = start_wsgi(lab.config_path, app_dir / "host-agent", workers=4, threads=8, host_agent=True)
+        try:
+            print("ours, host agent:", flush=True)
+            res = run_scenario(lab.config_path, happ.url, swaps=args.host_agent_swaps, pause=True,
+                               progress=show, **common)
+            results["ours_host"] = phase(res, "ours, host agent")
+        finally:
+            happ.stop()
     o50 = results.get("original", {}).get("pause_ms", {}).get("p50")
     u50 = results["ours"]["pause_ms"]["p50"]
     results["ratios"] = {
@@ -342,7 +357,8 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str))
         print(f"\nJSON written to {args.json}")
-    bad = [p for k in ("ours", "no_pause", "vip", "haproxy") for p in results.get(k, {}).get("problems", [])]
+    bad = [p for k in ("ours", "ours_host", "no_pause", "vip", "haproxy")
+           for p in results.get(k, {}).get("problems", [])]
     bad += [p for p in results.get("write_rate", {}).get("big_trx", {}).get("problems", [])]
     bad += [p for r in results.get("write_rate", {}).get("rates", []) for p in r["problems"]]
     bad += [p for r in results.get("replicas", {}).get("rows", []) for p in r["problems"]]
@@ -362,7 +378,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if any(k in results for k in ("ours", "vip", "haproxy")):
         print(f"load: {args.rate:g} req/s (half writes) on {results['app']}; server {results['server']}\n")
         print(main_table(results))
-    names = {"ours": "ours", "vip": "ours, vip", "haproxy": "ours, haproxy"}
+    names = {"ours": "ours", "ours_host": "ours, host agent", "vip": "ours, vip",
+             "haproxy": "ours, haproxy"}
     windows = {k: window_profile(results[k]) for k in names
                if isinstance(results.get(k), dict) and "per_swap" in results[k]}
     if windows:

@@ -60,8 +60,9 @@ def window_table(profiles: dict[str, dict[str, Any]]) -> str:
 
 
 def main_table(results: dict[str, Any]) -> str:
-    """ours / no pause / original 2012 / ours, vip / ours, haproxy side by side, and footnotes."""
-    phases = [results[k] for k in ("ours", "no_pause", "original", "vip", "haproxy")
+    """ours / ours, host agent / no pause / original 2012 / ours, vip / ours, haproxy side by side,
+    and footnotes."""
+    phases = [results[k] for k in ("ours", "ours_host", "no_pause", "original", "vip", "haproxy")
               if isinstance(results.get(k), dict) and "pause_ms" in results[k]]
 
     def f(v: Any, unit: str = "") -> str:

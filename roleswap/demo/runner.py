@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,9 @@ class AppServer:
     redis_url: str
     scope: str
     worker_pids: set[int] = field(default_factory=set)
+    # `intermission host-agent` the workers are attached to (None: each has its own agent)
+    host_agent: subprocess.Popen[bytes] | None = None
+    host_agent_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -73,7 +78,22 @@ class AppServer:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+        self._stop_host_agent(timeout)
         self._wait_deregistered(timeout=5.0)
+
+    def _stop_host_agent(self, timeout: float) -> None:
+        agent = self.host_agent
+        if agent is not None:
+            self.worker_pids.add(agent.pid)  # its heartbeat goes too (it deregisters on SIGTERM)
+            if agent.poll() is None:
+                agent.terminate()  # our own child, by PID
+                try:
+                    agent.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+                    agent.wait(5)
+        if self.host_agent_dir is not None:
+            shutil.rmtree(self.host_agent_dir, ignore_errors=True)
 
     def _wait_deregistered(self, timeout: float) -> None:
         """A dead worker's heartbeat would make the next pause wait for its ack."""
@@ -86,6 +106,29 @@ class AppServer:
                 if not {p.pid for p in ctrl.status().processes} & self.worker_pids:
                     return
             time.sleep(0.05)
+
+
+def _wait_page(agent: subprocess.Popen[bytes], directory: Path, scope: str, timeout: float) -> None:
+    """Until the host agent beats in its page (its workers then attach to it)."""
+    from intermission import hostshm
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if agent.poll() is not None:
+            raise AppServerError(f"intermission host-agent exited (code {agent.returncode})")
+        try:
+            page = hostshm.Page.attach(directory, scope)
+        except hostshm.HostModeUnavailable:
+            time.sleep(0.02)
+            continue
+        try:
+            if page.agent_age() < 1.0:
+                return
+        finally:
+            page.close()
+        time.sleep(0.02)
+    agent.kill()
+    raise AppServerError(f"intermission host-agent did not start within {timeout:g}s")
 
 
 def _alive(pid: int) -> bool:
@@ -136,14 +179,17 @@ def _spawn(argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.P
 
 
 def start_wsgi(config_path: Path | str, run_dir: Path | str, *, workers: int = 4, threads: int = 8,
-               env: dict[str, str] | None = None, ready_timeout: float = 30.0) -> AppServer:
-    """gunicorn (gthread) serving :mod:`roleswap.demo.app_wsgi` on a free loopback port."""
+               env: dict[str, str] | None = None, ready_timeout: float = 30.0,
+               host_agent: bool = False) -> AppServer:
+    """gunicorn (gthread) serving :mod:`roleswap.demo.app_wsgi` on a free loopback port
+    (``host_agent``: its workers attached to an ``intermission host-agent`` of their own)."""
     port = free_port()
     log_path = Path(run_dir) / f"gunicorn-{port}.log"
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:roleswap.demo.gunicorn_conf",
             "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", "gthread", "--threads", str(threads),
             "roleswap.demo.app_wsgi:app"]
-    return _start("wsgi", argv, port, workers, log_path, Path(config_path), env, ready_timeout)
+    return _start("wsgi", argv, port, workers, log_path, Path(config_path), env, ready_timeout,
+                  host_agent)
 
 
 def start_asgi(config_path: Path | str, run_dir: Path | str, *, workers: int = 1,
@@ -160,12 +206,27 @@ def start_asgi(config_path: Path | str, run_dir: Path | str, *, workers: int = 1
 
 
 def _start(kind: str, argv: list[str], port: int, workers: int, log_path: Path, config_path: Path,
-           env: dict[str, str] | None, ready_timeout: float) -> AppServer:
+           env: dict[str, str] | None, ready_timeout: float, host_agent: bool = False) -> AppServer:
     cfg = load_config(config_path)
     if cfg.redis_url is None:
         raise AppServerError(f"{config_path} has no [redis] url")
+    agent = agent_dir = None
+    if host_agent:  # a short directory: the agent's sockets live in it (108-byte limit)
+        agent_dir = Path(tempfile.mkdtemp(prefix="rs-ha-"))
+        # the URL (it may hold a password) goes by environment, not on a command line
+        agent = _spawn([str(Path(sys.executable).parent / "intermission"), "host-agent",
+                        "--scope", cfg.scope, "--dir", str(agent_dir)],
+                       log_path.with_suffix(".agent.log"),
+                       {**os.environ, "INTERMISSION_REDIS_URL": cfg.redis_url.reveal()})
+        env = {**(env or {}), "INTERMISSION_HOST_AGENT": str(agent_dir)}
+        try:
+            _wait_page(agent, agent_dir, cfg.scope, ready_timeout)
+        except BaseException:
+            shutil.rmtree(agent_dir, ignore_errors=True)
+            raise
     proc = _spawn(argv, log_path, _env(config_path, env))
-    server = AppServer(kind, proc, port, workers, log_path, cfg.redis_url.reveal(), cfg.scope)
+    server = AppServer(kind, proc, port, workers, log_path, cfg.redis_url.reveal(), cfg.scope,
+                       host_agent=agent, host_agent_dir=agent_dir)
     try:
         wait_ready(server, ready_timeout)
     except BaseException:
@@ -192,8 +253,12 @@ def wait_ready(server: AppServer, timeout: float) -> None:
                 healthy = False
             if healthy:
                 kids = descendants(server.pid) | {server.pid}
-                registered = {p.pid for p in ctrl.status().processes} & kids
-                if len(registered) >= server.workers:
+                procs = ctrl.status().processes
+                registered = {p.pid for p in procs} & kids
+                # workers attached to the server's host agent are counted by it
+                attached = sum(int(p.metrics.get("processes", 0)) for p in procs
+                               if server.host_agent is not None and p.pid == server.host_agent.pid)
+                if len(registered) + attached >= server.workers:
                     server.worker_pids = registered
                     return
             time.sleep(0.1)

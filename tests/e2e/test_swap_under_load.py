@@ -54,6 +54,28 @@ def _assert_clean(res: ScenarioResult, server: AppServer) -> None:
 
 
 @pytest.mark.timeout(150)
+def test_wsgi_gunicorn_four_workers_attached_to_a_host_agent(module_lab: RunningLab, tmp_path: Path) -> None:
+    """The same, with the 4 workers attached to one `intermission host-agent`: it alone
+    acknowledges each pause for them (one process of kind "host" in status), they hold
+    from the shared page and release on its pokes; nothing fails, nothing is lost."""
+    from intermission import Controller
+
+    server = start_wsgi(module_lab.config_path, tmp_path, workers=4, threads=8, host_agent=True)
+    try:
+        assert server.host_agent is not None
+        procs = Controller(server.redis_url, server.scope).status().processes
+        assert [(p.kind, p.pid, p.metrics.get("processes")) for p in procs] == [
+            ("host", server.host_agent.pid, 4.0)]
+        res = run_scenario(module_lab.config_path, server.url, swaps=SWAPS, rate=RATE, gap=0.4)
+        _assert_clean(res, server)
+        assert res.consistency.primary == "db1"
+        assert len({r.pid for r in res.records if r.held_ms is not None}) > 1  # several workers held
+    finally:
+        server.stop()
+    assert Controller(server.redis_url, server.scope).status().processes == []  # all gone
+
+
+@pytest.mark.timeout(150)
 def test_wsgi_gunicorn_four_workers(module_lab: RunningLab, wsgi_app: AppServer, tmp_path: Path) -> None:
     res = run_scenario(module_lab.config_path, wsgi_app.url, swaps=SWAPS, rate=RATE, gap=0.4)
     _assert_clean(res, wsgi_app)

@@ -91,3 +91,38 @@ def test_agent_age_and_process_start(tmp_path: Path) -> None:
         assert not hs.alive(os.getpid(), hs.process_start(os.getpid()) + 1)
     finally:
         page.close()
+
+
+def test_one_agent_per_directory_and_scope(tmp_path: Path) -> None:
+    fd = hs.agent_lock(tmp_path, "s5")
+    try:
+        with pytest.raises(hs.HostModeUnavailable, match=rf"another host agent \(pid {os.getpid()}\)"):
+            hs.agent_lock(tmp_path, "s5")
+        os.close(hs.agent_lock(tmp_path, "other"))  # another scope is another agent
+    finally:
+        os.close(fd)
+    os.close(hs.agent_lock(tmp_path, "s5"))  # free again once the first one is gone
+
+
+def test_a_new_agent_clears_an_expired_pause_and_frees_dead_slots(tmp_path: Path) -> None:
+    import time
+
+    from intermission.hostagent import HostGate
+
+    page = hs.Page.create(tmp_path, "s6")
+    try:
+        page.set_pause("tok_expired1", time.monotonic_ns() - 1)
+        mine = page.claim_slot(os.getpid())
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        i = page.slot_index(mine + 1, 0)
+        page.words[i + hs.S_PID], page.words[i + hs.S_START] = dead.pid, 1
+        gate = HostGate("s6", page, str(tmp_path))
+        assert not gate.paused and not page.pause_view().paused
+        assert gate.totals() == (0, 0, 2)  # nothing in flight: not looked at yet
+        gate.sweep()
+        assert gate.totals() == (0, 0, 1) and page.slots_in_use() == [mine]
+        page.words[page.slot_index(mine, hs.S_IN_FLIGHT)] = 3
+        assert gate.snapshot().in_flight == 3 and gate.snapshot().metrics["processes"] == 1.0
+    finally:
+        page.close()

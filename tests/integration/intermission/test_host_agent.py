@@ -159,3 +159,20 @@ def test_requests_held_when_the_agent_is_killed_are_released_by_the_resume(
     assert [r.status_code for r, _ in results] == [200] * 8
     assert min(t for _, t in results) >= resumed_at
     assert all(r.json()["payload"] == {"primary": "db2"} for r, _ in results)
+
+
+def test_workers_that_held_nothing_run_on_resume_before_their_next_request(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    """No request during the pause: no worker woke for it.  Each still runs on_resume with
+    the payload (say, the new primary) before it serves its first request after it."""
+    _, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    for n in (1, 2):
+        with ctl.pause("test", ttl=10) as pause:
+            assert pause.wait_drained(10).drained
+            pause.resume({"primary": f"db{n}"})
+        bodies = [f.result(timeout=20)[0].json()
+                  for f in [client.fire(f"{server.base}/?tag={i}") for i in range(40)]]
+        assert {b["payload"]["primary"] for b in bodies} == {f"db{n}"}, bodies
+        assert len({b["pid"] for b in bodies}) > 1
