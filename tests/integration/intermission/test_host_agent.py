@@ -57,13 +57,14 @@ def _age(directory: Path, scope: str) -> float:
         page.close()
 
 
-@pytest.fixture
-def host(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[HostAgent, AppServer]]:
-    """A host agent and gunicorn with 4 workers attached to it."""
+@pytest.fixture(params=["wsgi"])
+def host(request: pytest.FixtureRequest, tmp_path: Path,
+         redis_server: RedisServer) -> Iterator[tuple[HostAgent, AppServer]]:
+    """A host agent and 4 app workers attached to it: gunicorn (wsgi), uvicorn (asgi)."""
     scope = new_scope()
     agent = HostAgent(redis_server.url, scope, tmp_path / "ha", tmp_path / "agent.log")
     agent.start()
-    server = start_server(tmp_path, "wsgi", redis_server.url, scope=scope, workers=4,
+    server = start_server(tmp_path, request.param, redis_server.url, scope=scope, workers=4,
                           env={"INTERMISSION_HOST_AGENT": str(agent.dir), "IM_MAX_HOLD": "8"})
     try:
         yield agent, server
@@ -76,6 +77,7 @@ def _host_entry(ctl: Controller) -> list[tuple[str, int, float]]:
     return [(p.kind, p.in_flight, p.metrics.get("processes", -1)) for p in ctl.status().processes]
 
 
+@pytest.mark.parametrize("host", ["wsgi", "asgi"], indirect=True)
 def test_one_agent_acks_for_four_workers_and_they_hold_and_release(
         host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
     agent, server = host
@@ -161,6 +163,7 @@ def test_requests_held_when_the_agent_is_killed_are_released_by_the_resume(
     assert all(r.json()["payload"] == {"primary": "db2"} for r, _ in results)
 
 
+@pytest.mark.parametrize("host", ["wsgi", "asgi"], indirect=True)
 def test_workers_that_held_nothing_run_on_resume_before_their_next_request(
         host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
     """No request during the pause: no worker woke for it.  Each still runs on_resume with
