@@ -4,6 +4,7 @@ the host (real agent process, real gunicorn workers, real Redis)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,3 +180,27 @@ def test_workers_that_held_nothing_run_on_resume_before_their_next_request(
                   for f in [client.fire(f"{server.base}/?tag={i}") for i in range(40)]]
         assert {b["payload"]["primary"] for b in bodies} == {f"db{n}"}, bodies
         assert len({b["pid"] for b in bodies}) > 1
+
+
+def test_status_names_the_host_agent_and_a_second_agent_is_refused(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from intermission.cli import cli
+
+    agent, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    out = CliRunner().invoke(cli, ["--redis", redis_server.url, "status", "--scope", server.scope])
+    assert out.exit_code == 0, out.output
+    assert "processes: 1 live (1 host agent(s) for 4 app process(es)" in out.output
+    assert re.search(r"\n  \S+ +host +0 +0 ", out.output), out.output
+    second = subprocess.run([INTERMISSION, "--redis", redis_server.url, "host-agent", "--scope",
+                             server.scope, "--dir", str(agent.dir)], capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert second.returncode == 1
+    assert agent.proc is not None
+    assert f"another host agent (pid {agent.proc.pid}) runs for scope" in second.stderr
+    assert "remedy:" in second.stderr
+    assert _age(agent.dir, server.scope) < 1.0  # the first one still beats, undisturbed
+    assert server.get("/").status_code == 200
