@@ -210,12 +210,9 @@ def render_status(st: Status) -> str:
             f"expires:   in {left:.1f}s (lease ttl {le.ttl:g}s)",
             f"token:     {le.token}",
         ]
-    hosts = [i for i in st.processes if i.kind == "host"]
-    attached = sum(int(i.metrics.get("processes", 0)) for i in hosts)
     lines.append(f"processes: {len(st.processes)} live" + (
-        f" ({len(hosts)} host agent(s) for {attached} app process(es); their HELD-TOT, "
-        "RELEASED, 503s and hold times stay in each app process's Prometheus metrics)"
-        if hosts else ""))
+        f" ({st.describe_processes()}; a host agent's HELD-TOT, RELEASED, 503s and hold "
+        "times stay in each app process's Prometheus metrics)" if st.host_agents else ""))
     if st.processes:
         lines.append(f"  {'ID':<34} {'KIND':<5} {'IN-FLIGHT':>9} {'HELD':>5} {'ACK':>4} "
                      f"{'HELD-TOT':>8} {'RELEASED':>8} {'503s':>5} {'HOLD-P99':>8} {'MAX':>7}")

@@ -63,6 +63,28 @@ class Status:
     def paused(self) -> bool:
         return self.lease is not None
 
+    @property
+    def host_agents(self) -> int:
+        return sum(1 for i in self.processes if i.kind == "host")
+
+    @property
+    def app_processes(self) -> int:
+        """App processes that hold requests: each with its own heartbeat, plus those a host
+        agent carries (its ``processes`` metric)."""
+        return sum(int(i.metrics.get("processes", 0)) if i.kind == "host" else 1
+                   for i in self.processes)
+
+    def describe_processes(self) -> str:
+        """"3 live process(es)", or with host agents "1 host agent(s) carrying 4 app
+        process(es)" (plus the processes on their own)."""
+        hosts = self.host_agents
+        if not hosts:
+            return f"{len(self.processes)} live process(es)"
+        carried = self.app_processes - (len(self.processes) - hosts)
+        own = len(self.processes) - hosts
+        return (f"{hosts} host agent(s) carrying {carried} app process(es)"
+                + (f" and {own} process(es) with their own agent" if own else ""))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "scope": self.scope, "paused": self.paused,

@@ -230,7 +230,7 @@ def status_data(config: Config) -> dict[str, Any]:
                     "scope": config.scope, "paused": st.paused,
                     "reason": st.lease.reason if st.lease else None,
                     "ttl_remaining": st.ttl_remaining,
-                    "processes": len(st.processes),
+                    "processes": st.app_processes, "host_agents": st.host_agents,
                     "in_flight": sum(p.in_flight for p in st.processes),
                     "held": sum(p.held for p in st.processes),
                 }
@@ -327,7 +327,9 @@ def render_status(data: dict[str, Any], source: str = "the config") -> str:
         state = (f"PAUSED ({traffic['reason']}, {traffic['ttl_remaining']:.1f}s left)"
                  if traffic["paused"] else "flowing")
         lines.append(f"traffic (intermission scope {traffic['scope']}): {state}; "
-                     f"{traffic['processes']} app process(es), {traffic['in_flight']} in flight, "
+                     f"{traffic['processes']} app process(es)"
+                     + (f" (via {traffic['host_agents']} host agent(s))" if traffic.get("host_agents")
+                        else "") + f", {traffic['in_flight']} in flight, "
                      f"{traffic['held']} held")
     if data.get("redis_error"):
         key = ("[redis] sentinels/master" if str(data["redis"]).startswith("master ")

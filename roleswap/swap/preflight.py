@@ -206,9 +206,9 @@ def _lock_and_apps(ctx: SwapContext, pending: UnfinishedSwap | None) -> list[Che
     if ctx.opts.pause and ctx.redis is not None:
         from intermission.controller import Controller
 
-        procs = Controller(ctx.redis, ctx.config.scope).status().processes
-        if procs:
-            out.append(Check.ok("apps", f"{len(procs)} live intermission process(es) in scope "
+        st = Controller(ctx.redis, ctx.config.scope).status()
+        if st.app_processes:
+            out.append(Check.ok("apps", f"{st.describe_processes()} in intermission scope "
                                 f"{ctx.config.scope!r}"))
         else:
             out.append(Check.warn("apps", f"no live intermission process in scope "

@@ -126,3 +126,23 @@ def test_a_new_agent_clears_an_expired_pause_and_frees_dead_slots(tmp_path: Path
         assert gate.snapshot().in_flight == 3 and gate.snapshot().metrics["processes"] == 1.0
     finally:
         page.close()
+
+
+def test_status_counts_the_app_processes_a_host_agent_carries() -> None:
+    from intermission import protocol as p
+    from intermission.controller import Status
+
+    def info(kind: str, n: int = 0) -> p.ProcessInfo:
+        return p.ProcessInfo(id=f"h:{kind}:{n}", host="h", pid=1, kind=kind, started_at=0.0,
+                             updated_at=0.0, in_flight=0, held=0, paused=False, acked_token=None,
+                             metrics={"processes": float(n)} if kind == "host" else {})
+
+    own = Status("s", None, None, [info("wsgi"), info("asgi")], None)
+    assert (own.app_processes, own.host_agents) == (2, 0)
+    assert own.describe_processes() == "2 live process(es)"
+    mixed = Status("s", None, None, [info("host", 4), info("host", 3), info("wsgi")], None)
+    assert (mixed.app_processes, mixed.host_agents) == (8, 2)
+    assert mixed.describe_processes() == ("2 host agent(s) carrying 7 app process(es) and 1 "
+                                          "process(es) with their own agent")
+    empty = Status("s", None, None, [info("host", 0)], None)
+    assert empty.app_processes == 0  # preflight then warns: nothing will hold requests

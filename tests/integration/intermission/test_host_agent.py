@@ -193,7 +193,7 @@ def test_status_names_the_host_agent_and_a_second_agent_is_refused(
     assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
     out = CliRunner().invoke(cli, ["--redis", redis_server.url, "status", "--scope", server.scope])
     assert out.exit_code == 0, out.output
-    assert "processes: 1 live (1 host agent(s) for 4 app process(es)" in out.output
+    assert "processes: 1 live (1 host agent(s) carrying 4 app process(es);" in out.output
     assert re.search(r"\n  \S+ +host +0 +0 ", out.output), out.output
     second = subprocess.run([INTERMISSION, "--redis", redis_server.url, "host-agent", "--scope",
                              server.scope, "--dir", str(agent.dir)], capture_output=True,
