@@ -45,11 +45,16 @@ class DrainReport:
     processes: list[p.ProcessInfo]
     pending: list[tuple[p.ProcessInfo, str]]
     error: str | None = None
+    # requests still running when the processes acknowledged the pause (what the drain
+    # then waited for: the apps' own time, not intermission's)
+    in_flight_at_ack: int = 0
 
     def __str__(self) -> str:
         head = "drained" if self.drained else "NOT drained"
+        waited = (f", {self.in_flight_at_ack} request(s) were running at the pause"
+                  if self.in_flight_at_ack else "")
         lines = [f"{head} after {self.elapsed * 1000:.1f} ms: "
-                 f"{len(self.processes)} live process(es), {len(self.pending)} pending"]
+                 f"{len(self.processes)} live process(es), {len(self.pending)} pending{waited}"]
         lines += [f"  {info.id} (pid {info.pid}): {why}" for info, why in self.pending]
         if self.error:
             lines.append(f"  error: {self.error}")
@@ -61,7 +66,7 @@ class DrainReport:
             "processes": [asdict(i) for i in self.processes],
             "pending": [{"id": i.id, "pid": i.pid, "host": i.host, "why": why}
                         for i, why in self.pending],
-            "error": self.error,
+            "error": self.error, "in_flight_at_ack": self.in_flight_at_ack,
         }
 
 
@@ -121,6 +126,7 @@ class _Wait:
         self.token = token
         self.in_force = in_force
         self.view: dict[str, p.ProcessInfo] = {}  # id -> latest heartbeat read
+        self.at_ack: dict[str, int] = {}  # id -> in flight in its first acknowledging heartbeat
 
     def run(self, acks: Any, timeout: float) -> DrainReport:
         start = time.monotonic()
@@ -138,6 +144,9 @@ class _Wait:
             if full:
                 next_full = now + POLL
             procs = sorted(self.view.values(), key=lambda i: (i.host, i.pid, i.id))
+            for info in procs:
+                if info.acked_token == self.token and info.id not in self.at_ack:
+                    self.at_ack[info.id] = info.in_flight
             pending = pending_for(self.token, procs)
             now = time.monotonic()
             done = not pending and error is None
@@ -145,7 +154,8 @@ class _Wait:
                 full = True  # answer only from one consistent read of every process
                 continue
             if done or (error is not None and error.startswith("the pause")) or now >= deadline:
-                return DrainReport(self.token, done, now - start, procs, pending, error)
+                return DrainReport(self.token, done, now - start, procs, pending, error,
+                                   sum(self.at_ack.values()))
             got = _wait_acks(acks, min(POLL, deadline - now, max(0.0, next_full - now)))
             full = got is None or error is not None
             acked = got or set()

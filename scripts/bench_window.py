@@ -33,8 +33,10 @@ def window_profile(phase: dict[str, Any]) -> dict[str, Any]:
     between = [float(s["pause_ms"]) - sum(float(st["ms"]) for st in s["steps"]
                                           if st["name"] in names and st.get("ms") is not None)
                for s in swaps]
+    running = [float(s["running_at_pause"]) for s in swaps if s.get("running_at_pause") is not None]
     return {"steps": steps, "between_ms": _p50(between),
-            "pause_ms": _p50([float(s["pause_ms"]) for s in swaps]), "swaps": len(swaps)}
+            "pause_ms": _p50([float(s["pause_ms"]) for s in swaps]), "swaps": len(swaps),
+            "running_at_pause": _p50(running)}
 
 
 def window_table(profiles: dict[str, dict[str, Any]]) -> str:
@@ -56,6 +58,13 @@ def window_table(profiles: dict[str, dict[str, Any]]) -> str:
         out.append(f"  {n:<22}" + "".join(cell(dict(p["steps"]).get(n)) for _, p in cols))
     out.append(f"  {'between steps':<22}" + "".join(cell(p["between_ms"]) for _, p in cols))
     out.append(f"  {'pause window':<22}" + "".join(cell(p["pause_ms"]) for _, p in cols))
+    if any(p.get("running_at_pause") is not None for _, p in cols):
+        # what the pause step waited for: the app's own requests, already running
+        def count(v: float | None) -> str:
+            return f"{'-' if v is None else f'{v:g}':>{width}}"
+
+        out.append(f"  {'running at the pause':<22}"
+                   + "".join(count(p.get("running_at_pause")) for _, p in cols))
     return "\n".join(out)
 
 

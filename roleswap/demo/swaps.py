@@ -41,17 +41,29 @@ class SwapRun:
     def step_ms(self, name: str) -> float | None:
         return next((float(s["ms"]) for s in self.steps if s.get("name") == name), None)
 
+    @property
+    def running_at_pause(self) -> int | None:
+        """Requests still running when the apps acknowledged the pause: what its drain
+        waited for (from the pause step's detail; 0 when it names none)."""
+        detail = next((str(s.get("detail") or "") for s in self.steps if s.get("name") == "pause"), None)
+        if detail is None:
+            return None
+        m = _RUNNING.search(detail)
+        return int(m.group(1)) if m else 0
+
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.source, "to": self.target, "ok": self.ok, "exit_code": self.exit_code,
                 "pause_ms": self.pause_ms, "write_block_ms": self.write_block_ms,
                 "total_ms": self.total_ms, "vip_move_ms": self.vip_move_ms,
                 "haproxy_move_ms": self.haproxy_move_ms, "wall_ms": round(self.wall_ms, 1),
+                "running_at_pause": self.running_at_pause,
                 "rolled_back": self.rolled_back, "error": self.error, "notes": self.notes,
                 "windows": {k: [round(a, 6), round(b, 6)] for k, (a, b) in self.windows.items()},
                 "steps": [{"name": s.get("name"), "status": s.get("status"), "ms": s.get("ms")}
                           for s in self.steps]}
 
 
+_RUNNING = re.compile(r"(\d+) request\(s\) were running at the pause")
 _HAPROXY_MOVED = re.compile(r"HAProxy moved \S+ -> \S+: (\d+(?:\.\d+)?) ms")
 
 

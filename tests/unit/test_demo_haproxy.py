@@ -88,3 +88,21 @@ def test_the_main_table_has_an_ours_haproxy_column_and_its_move_row() -> None:
     assert "ours, haproxy: loopback lab behind HAProxy 2.6.12" in text
     only = main_table({"haproxy": {"skipped": "haproxy is not installed"}})
     assert only.strip() == "ours, haproxy: skipped (haproxy is not installed)"
+
+
+def test_requests_running_at_the_pause_come_from_its_detail_into_the_window_table() -> None:
+    detail = ("drained after 16.1 ms: 1 live process(es), 0 pending, 3 request(s) were running "
+              "at the pause")
+    run = SwapRun("db1", "db2", 0, 0.0, 1.0, ok=True,
+                  steps=[{"name": "pause", "status": "done", "ms": 16.1, "detail": detail}])
+    assert run.running_at_pause == 3 and run.as_dict()["running_at_pause"] == 3
+    quiet = SwapRun("db1", "db2", 0, 0.0, 1.0, ok=True, steps=[
+        {"name": "pause", "ms": 1.0, "detail": "drained after 1.0 ms: 1 live process(es), 0 pending"}])
+    assert quiet.running_at_pause == 0
+    assert SwapRun("db1", "db2", 0, 0.0, 1.0, ok=True).running_at_pause is None  # --no-pause
+    phase = _phase("ours", None, [("pause", 16.1), ("fence", 2.0)])
+    phase["per_swap"][0]["running_at_pause"] = 3
+    prof = window_profile(phase)
+    assert prof["running_at_pause"] == 3.0
+    assert window_table({"ours": prof}).splitlines()[-1].split() == ["running", "at", "the",
+                                                                     "pause", "3"]

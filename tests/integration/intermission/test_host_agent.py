@@ -117,6 +117,7 @@ def test_the_drain_waits_for_requests_in_flight_in_any_worker(
         assert "1 request(s) still in flight" in str(early)
         late = pause.wait_drained(10)
         assert late.drained, str(late)
+        assert late.in_flight_at_ack == 1  # counted in the agent's acknowledgement
         assert slow.done() and slow.result()[0].status_code == 200  # drained = it finished
 
 

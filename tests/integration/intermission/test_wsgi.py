@@ -93,6 +93,8 @@ def test_wait_drained_waits_for_slow_request_and_reports_stuck_one(
         assert slow.done() or wait_for(slow.done, 5.0)
         assert elapsed > 0.3, elapsed  # it waited for the slow request...
         assert report.elapsed <= elapsed  # ...and drained (not the 5 s timeout)
+        assert report.in_flight_at_ack == 1  # ...which the process reported with its ack
+        assert "1 request(s) were running at the pause" in str(report)
     # a stuck request: the report names the process and why, at the timeout
     stuck = client.fire(f"{gthread.base}/slow?s=2")
     time.sleep(0.2)
