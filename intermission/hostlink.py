@@ -240,6 +240,11 @@ class HostLink:
                 return
             if gate.paused:
                 self._follow(page, gate)
+            # no heartbeat thread in host mode: this thread keeps the process's own
+            # Prometheus numbers current (held, in flight, paused, the counters)
+            snap = gate.snapshot()
+            gate.exporter.sync(held=snap.held, in_flight=snap.in_flight, paused=snap.paused,
+                               stats=snap.metrics)
 
     def _follow(self, page: hs.Page, gate: Gate) -> None:
         view = page.pause_view()
