@@ -77,6 +77,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / TICK
 
 
+# --split-cpus: the app processes (and their host agent) on one CPU set, the controller
+# (this process) and Redis on another, as when roleswap and Redis run on other hosts
+APP_CPUS: set[int] | None = None
+
+
+def to_app_cpus() -> None:
+    if APP_CPUS:
+        os.sched_setaffinity(0, APP_CPUS)
+
+
+def child_setup() -> None:
+    die_with_parent()
+    to_app_cpus()
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this child if the bench process dies (no orphans)."""
     try:
@@ -187,7 +202,7 @@ class Fleet:
             if pid == 0:  # the child: keep only its own command end and the report end
                 code = 0
                 try:
-                    die_with_parent()
+                    child_setup()
                     for fd in (*self.cmd, self.rep_r, w):
                         os.close(fd)
                     child_main(idx, url, scope, r, rep_w, host_dir)
@@ -259,7 +274,7 @@ def start_host_agent(url: str, scope: str, directory: str) -> subprocess.Popen[b
                              "host-agent", "--scope", scope, "--dir", directory],
                             env={**os.environ, "INTERMISSION_REDIS_URL": url},  # not in argv
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                            stdin=subprocess.DEVNULL, preexec_fn=child_setup)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -388,6 +403,10 @@ def main() -> int:
     ap.add_argument("--procs", help="comma-separated process counts (default 1,10,100,300)")
     ap.add_argument("--rounds", type=int, help="pause rounds per process count")
     ap.add_argument("--only", choices=("processes", "held"), help="run one section only")
+    ap.add_argument("--split-cpus", action="store_true",
+                    help="pin the app processes (and the host agent) to the second half of the CPUs, "
+                         "this controller and Redis to the first half (roleswap and Redis on other "
+                         "hosts, as in production); needs >= 2 CPUs")
     ap.add_argument("--modes", default="own,host",
                     help="processes section: 'own' (each process its own Redis agent), 'host' "
                          "(one intermission host-agent for all of them); default both")
@@ -395,6 +414,14 @@ def main() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
     q = args.quick
+    global APP_CPUS
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.split_cpus:
+        if len(cpus) < 2:
+            ap.error("--split-cpus needs at least 2 CPUs")
+        half = len(cpus) // 2
+        APP_CPUS = set(cpus[half:])
+        os.sched_setaffinity(0, set(cpus[:half]))
     counts = [int(x) for x in args.procs.split(",")] if args.procs else (
         [1, 10, 30] if q else [1, 10, 100, 300])
     rounds = args.rounds or (3 if q else 10)
@@ -402,7 +429,9 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(), "loadavg_start": os.getloadavg()[0]},
-        "params": {"quick": q, "process_counts": counts, "rounds": rounds},
+        "params": {"quick": q, "process_counts": counts, "rounds": rounds,
+                   "split_cpus": bool(args.split_cpus),
+                   "app_cpus": sorted(APP_CPUS) if APP_CPUS else None},
     }
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -464,6 +493,9 @@ def print_table(r: dict[str, Any]) -> None:
     m = r["machine"]
     print(f"intermission at scale  (Python {m['python']}, {m['cpus']} CPUs, loopback, "
           f"1-min load {m['loadavg_start']:.2f} at start, {m['loadavg_end']:.2f} at end)")
+    if r["params"].get("split_cpus"):
+        print(f"split CPUs: app processes and host agent on CPU(s) {r['params']['app_cpus']}, "
+              "the controller and Redis on the others")
     for key, ratio_key, how in (
             ("processes", "processes_ratio", "each with its own Redis agent"),
             ("processes_host", "processes_host_ratio", "all attached to one host agent")):
