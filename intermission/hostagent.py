@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import select
 import signal
@@ -30,7 +29,7 @@ from typing import Any
 
 from intermission import hostshm as hs
 from intermission.agent import Agent
-from intermission.state import ACK, PROGRESS, STATUS, Gate, Snapshot
+from intermission.state import ACK, PROGRESS, Gate, Snapshot
 
 log = logging.getLogger("intermission")
 
@@ -58,34 +57,21 @@ class HostGate(Gate):
         self.poke_sock: Any = None  # set by run(): the agent's own socket
         self.processes = 0
 
-    def apply_pause(self, token: str, deadline: float) -> None:
-        with self.lock:
-            changed = self.token != token
-            self.synced = True
-            self.paused = True
-            self.token = token
-            self.deadline = deadline
-            self.page.set_pause(token, int(deadline * 1e9))
-        # after this, a request either saw the flag or is in the counts read from now on
-        hs.barrier()
-        if changed:
-            with self.lock:
-                self.acked_token = token
-            self.notify(ACK)
+    # Gate.apply_pause / apply_resume call these (see there): the page is this gate's state
+    def _pause_applied(self, token: str, deadline: float) -> None:
+        self.page.set_pause(token, int(deadline * 1e9))
 
-    def apply_resume(self, token: str | None, payload: dict[str, Any] | None) -> bool:
-        with self.lock:
-            if not self.paused or (token is not None and token != self.token):
-                return False
-            self.paused = False
-            self.token = None
-            self.deadline = math.inf
-            raw = None if payload is None else json.dumps(payload).encode()
-            self.page.clear_pause(raw)
-        hs.barrier()  # a process that now marks itself waiting reads paused = 0 after
+    def _pause_published(self) -> None:
+        # before the acknowledgement: from now on a request either saw the pause or is in
+        # the counts the heartbeat reads
+        hs.barrier()
+
+    def _resume_applied(self, payload: dict[str, Any] | None) -> None:
+        self.page.clear_pause(None if payload is None else json.dumps(payload).encode())
+
+    def _resume_published(self) -> None:
+        hs.barrier()  # a process that now marks itself waiting reads the new generation
         self.poke_waiting()
-        self.notify(STATUS)
-        return True
 
     def poke_waiting(self) -> None:
         sock, w = self.poke_sock, self.page.words

@@ -387,6 +387,8 @@ class Gate:
             self.token = token
             self.deadline = deadline
             self._update_open()
+            self._pause_applied(token, deadline)
+        self._pause_published()
         if first and self.on_pause is not None:
             self.run_hook("on_pause", self.on_pause)
         if changed:
@@ -408,10 +410,26 @@ class Gate:
             self.paused = False
             self.token = None
             self.deadline = math.inf
+            self._resume_applied(payload)
             wake = self._begin_release()
+        self._resume_published()
         self._wake(wake)
         self.notify(STATUS)  # batched: the released requests run before the heartbeat write
         return True
+
+    # what a gate whose state others read does when it changes (intermission.hostagent):
+    # publish it (the lock held), then make it visible (after the lock)
+    def _pause_applied(self, token: str, deadline: float) -> None:
+        pass
+
+    def _pause_published(self) -> None:
+        pass
+
+    def _resume_applied(self, payload: dict[str, Any] | None) -> None:
+        pass
+
+    def _resume_published(self) -> None:
+        pass
 
     def mark_synced(self) -> None:
         """Redis told us the current state (or we gave up waiting: fail open)."""
