@@ -104,6 +104,7 @@ class Agent:
         self._level = STATUS  # highest Gate.notify level since the last heartbeat
         self._level_lock = threading.Lock()
         self.proc_id = ""
+        self.beats = 0  # heartbeats written (host mode's fallback waits for the first)
         self.store: Store | None = None
         _AGENTS.add(self)
 
@@ -334,6 +335,7 @@ class Agent:
             # the watcher reports unreachability; heartbeats just resume later
             with contextlib.suppress(redis.RedisError, OSError):
                 store.heartbeat(self._info(snap), self.heartbeat_ttl, notify=level >= PROGRESS)
+                self.beats += 1
             gate.exporter.sync(held=snap.held, in_flight=snap.in_flight,
                                paused=snap.paused, stats=snap.metrics)
             beat_now.wait(self.heartbeat_interval)

@@ -52,6 +52,10 @@ class HostGate(Gate):
             self.paused, self.token, self.acked_token = True, view.token, view.token
             self.deadline = view.deadline_ns / 1e9
             self.synced = True
+            # a new generation: the previous agent may have died between the flag and the
+            # generation, and a process that never saw this pause must look again
+            page.words[hs.H_PAUSED] = 1
+            page.words[hs.H_GEN] += 1
         elif view.paused:  # expired meanwhile: the processes already let requests pass
             page.clear_pause(None)
         self.poke_sock: Any = None  # set by run(): the agent's own socket
@@ -111,15 +115,17 @@ class HostGate(Gate):
         return in_flight, held, n
 
     def snapshot(self) -> Snapshot:
+        # the acknowledgement first, the counts after: counts read before a pause was
+        # published must never go out as "acknowledged, 0 in flight"
+        with self.lock:
+            paused, acked, stats = self.paused, self.acked_token, self.stats.as_dict()
         in_flight, held, n = self.totals()
         self.processes = n
-        with self.lock:
-            metrics = {**self.stats.as_dict(), "processes": float(n)}
-            return Snapshot(in_flight, held, self.paused, self.acked_token, metrics, [])
+        return Snapshot(in_flight, held, paused, acked, {**stats, "processes": float(n)}, [])
 
 
 def run(redis_url: str, scope: str, directory: str, *, stop: threading.Event | None = None,
-        heartbeat_interval: float = 1.0, poll_interval: float = 1.0) -> None:
+        heartbeat_interval: float = 0.5, poll_interval: float = 1.0) -> None:
     """Run the host agent until ``stop`` is set (or SIGTERM/SIGINT in the main thread).
     Raises :class:`~intermission.hostshm.HostModeUnavailable` if it cannot work here."""
     os.makedirs(directory, mode=0o770, exist_ok=True)

@@ -48,7 +48,12 @@ log = logging.getLogger("intermission")
 
 ENV_DIR = "INTERMISSION_HOST_AGENT"
 RECHECK = 0.05  # seconds: while holding, re-read the page at least this often
-IDLE_CHECK = 1.0  # seconds: while not holding, check that the agent still beats
+# seconds: while not holding, check that the agent still beats.  STALE_AGENT + this stays
+# under what the agent's Redis heartbeat outlives it by (>= 2.5 s), so this process's own
+# heartbeat is in Redis before the dead agent's expires: a drain never sees the host's
+# requests vanish.
+IDLE_CHECK = 0.25
+FIRST_BEAT_WAIT = 1.0  # seconds a fallback waits for its Redis agent's first heartbeat
 _registered = False
 
 
@@ -72,10 +77,10 @@ class HostLink:
         self._agent_path = ""
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
-        self._pause_gen = -1  # the page's pause generation whose on_pause hook ran
         # the page's generation this process has caught up with: its requests pass only
         # while the page still shows it (a pause began or ended since: catch up first)
         self.seen_gen = -1
+        self.held_gen: int | None = None  # the paused generation this process holds for
         _LINKS.add(self)
 
     # ------------------------------------------------------------ lifecycle
@@ -96,6 +101,10 @@ class HostLink:
         global _registered
         page = hs.Page.attach(self.directory, self.scope)
         try:
+            if page.words[hs.H_PIDNS] != hs.pid_namespace():
+                raise hs.HostModeUnavailable(
+                    f"the host agent of {page.path} runs in another PID namespace (another "
+                    "container?): it could not tell whether this process is alive")
             age = page.agent_age()
             if age > hs.STALE_AGENT:
                 raise hs.HostModeUnavailable(
@@ -126,6 +135,7 @@ class HostLink:
         view = page.pause_view()
         # attached while a pause is on: the first request waits for its end (-1: never seen)
         self.seen_gen = -1 if view.paused else view.generation
+        self.held_gen = None
         self._stop = threading.Event()
         gate = self.gate
         with gate.lock:
@@ -139,6 +149,22 @@ class HostLink:
         if self.fallback is None:
             self.fallback = self._make_fallback()
         self.fallback.start()
+
+    def _fall_back(self) -> None:
+        """The agent stopped beating (link thread).  No gap: new requests wait for the Redis
+        agent's first answer (as at startup), and this process's count stays in the page
+        until the Redis agent's own heartbeat carries it."""
+        gate = self.gate
+        with gate.lock:
+            gate.shared = None
+            gate.synced = False
+            gate._update_open()
+        self._use_fallback()
+        fallback = self.fallback
+        deadline = time.monotonic() + FIRST_BEAT_WAIT
+        while fallback is not None and fallback.beats == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._detach()
 
     def _detach(self) -> None:
         gate = self.gate
@@ -171,6 +197,13 @@ class HostLink:
         self._start_lock = threading.Lock()
         self.started = False
         self.attached = False
+        # the parent's mapping and socket: closed here, never released or unlinked (the
+        # parent still uses them)
+        with contextlib.suppress(Exception):
+            if self._sock is not None:
+                self._sock.close()
+            if self.page is not None:
+                self.page.close()
         self.page, self._sock, self.slot = None, None, -1
         self.fallback = None
         self.gate.reset()
@@ -223,36 +256,58 @@ class HostLink:
         if sock is None or page is None:  # pragma: no cover
             return
         while not stop.is_set() and self.attached:
-            paused = gate.paused
-            now = time.monotonic()
-            wait = min(RECHECK, max(0.0, gate.deadline - now)) if paused else IDLE_CHECK
-            with contextlib.suppress(OSError, ValueError):
-                ready, _, _ = select.select([sock], [], [], wait)
-                if ready:
-                    _drain(sock)
-            if stop.is_set():
-                break
-            if page.agent_age() > hs.STALE_AGENT:
-                log.warning("intermission: the host agent of %s stopped beating; this process "
-                            "talks to Redis itself from now on", page.path)
-                self._detach()
-                self._use_fallback()
-                return
-            if gate.paused:
-                self._follow(page, gate)
-            # no heartbeat thread in host mode: this thread keeps the process's own
-            # Prometheus numbers current (held, in flight, paused, the counters)
-            snap = gate.snapshot()
-            gate.exporter.sync(held=snap.held, in_flight=snap.in_flight, paused=snap.paused,
-                               stats=snap.metrics)
+            try:
+                if self._step(stop, sock, page, gate):
+                    return
+            except Exception:  # this thread must live: held requests depend on it
+                log.exception("intermission: host link of scope %r failed; retrying",
+                              self.scope)
+                stop.wait(RECHECK)
+
+    def _step(self, stop: threading.Event, sock: socket.socket, page: hs.Page,
+              gate: Gate) -> bool:
+        """One wake-up of the link thread; True when it ends (stopped, or fell back)."""
+        paused = gate.paused
+        now = time.monotonic()
+        wait = min(RECHECK, max(0.0, gate.deadline - now)) if paused else IDLE_CHECK
+        with contextlib.suppress(OSError, ValueError):
+            ready, _, _ = select.select([sock], [], [], wait)
+            if ready:
+                _drain(sock)
+        if stop.is_set() or not self.attached:
+            return True
+        if page.agent_age() > hs.STALE_AGENT:
+            log.warning("intermission: the host agent of %s stopped beating; this process "
+                        "talks to Redis itself from now on", page.path)
+            self._fall_back()
+            return True
+        if gate.paused:
+            self._follow(page, gate)
+        # no heartbeat thread in host mode: this thread keeps the process's own
+        # Prometheus numbers current (held, in flight, paused, the counters)
+        snap = gate.snapshot()
+        gate.exporter.sync(held=snap.held, in_flight=snap.in_flight, paused=snap.paused,
+                           stats=snap.metrics)
+        return False
 
     def _follow(self, page: hs.Page, gate: Gate) -> None:
+        """Held requests here: catch up with the page.  Still paused: keep holding (and if
+        a resume happened since this process last looked, a pause having followed it at
+        once, run ``on_resume`` with its payload, still in the page).  Ended: ``on_resume``
+        with the payload, then release."""
         view = page.pause_view()
-        if view.paused and gate.on_pause is not None and self._pause_gen != view.generation:
-            self._pause_gen = view.generation
-            gate.run_hook("on_pause", gate.on_pause)
+        gen = view.generation
         now_ns = time.monotonic_ns()
         if view.paused and now_ns < view.deadline_ns:
+            if self.held_gen is not None:
+                resumed_since = gen > self.held_gen
+            else:  # last seen running at seen_gen (-1: attached during a pause)
+                resumed_since = self.seen_gen >= 0 and gen > self.seen_gen + 1
+            if resumed_since and gate.on_resume is not None:
+                gate.run_hook("on_resume", gate.on_resume, _decode(page.payload()))
+            if gen != self.held_gen and gate.on_pause is not None:
+                gate.run_hook("on_pause", gate.on_pause)
+            self.held_gen = gen
             with gate.lock:
                 gate.deadline = view.deadline_ns / 1e9  # a renewal moved it
             return
@@ -263,7 +318,8 @@ class HostLink:
         self.words[self.i_waiting] = 0
         # caught up with this generation: released requests (and new ones) pass unless a
         # new pause has begun meanwhile (they check again)
-        self.seen_gen = view.generation
+        self.held_gen = None
+        self.seen_gen = gen
         gate.apply_resume(None, payload)
 
 

@@ -51,14 +51,17 @@ SIZE = SLOTS_OFFSET + SLOTS * SLOT_WORDS * 8
 
 # header words
 H_MAGIC, H_AGENT_PID, H_AGENT_BEAT, H_PAUSED, H_DEADLINE, H_GEN = 0, 1, 2, 3, 4, 5
-H_PAYLOAD_LEN, H_PAYLOAD_SEQ, H_SLOTS, H_TOKEN_LEN = 6, 7, 8, 9
+H_PAYLOAD_LEN, H_PAYLOAD_SEQ, H_SLOTS, H_TOKEN_LEN, H_PIDNS = 6, 7, 8, 9, 10
 TOKEN_OFFSET = 16 * 8  # 64 bytes: words 16..23
 TOKEN_BYTES = 64
 # slot words
 S_PID, S_START, S_IN_FLIGHT, S_HELD, S_WAITING = 0, 1, 2, 3, 4
 
-STALE_AGENT = 3.0  # seconds without an agent beat: the agent is gone
-BEAT_EVERY = 0.25  # seconds between the agent's beats
+# seconds without an agent beat: the agent is gone.  Its Redis heartbeat (every 0.5 s, TTL
+# 3 s) outlives it by >= 2.5 s; the processes notice within STALE_AGENT + IDLE_CHECK and
+# write their own heartbeats first (see hostlink)
+STALE_AGENT = 1.5
+BEAT_EVERY = 0.1  # seconds between the agent's beats
 
 # x86-64 only: its stores become visible in program order and its loads are not reordered
 # with each other, so only the store-then-load pair needs membarrier.  Weaker models
@@ -139,14 +142,24 @@ def agent_lock(directory: str | os.PathLike[str], scope: str) -> int:
     return fd
 
 
+def pid_namespace() -> int:
+    """This process's PID namespace (its inode): pids in the page mean something only to
+    processes of the same one."""
+    return os.stat("/proc/self/ns/pid").st_ino
+
+
 def process_start(pid: int) -> int:
-    """The start time of ``pid`` in clock ticks since boot (0 if it does not exist)."""
+    """The start time of ``pid`` in clock ticks since boot (0 if it does not exist, or
+    has exited and waits to be reaped: a zombie runs no request)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0
     # the command name (field 2) may hold spaces and ')': split after the last ')'
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return 0
+    return int(fields[19])
 
 
 def alive(pid: int, start: int) -> bool:
@@ -195,6 +208,10 @@ class Page:
                     w[H_SLOTS] = SLOTS
                     w[H_PAYLOAD_LEN] = -1
                     w[H_MAGIC] = MAGIC
+                if w[H_PAYLOAD_SEQ] % 2:  # a previous agent died writing a payload
+                    w[H_PAYLOAD_LEN] = -1
+                    w[H_PAYLOAD_SEQ] += 1
+                w[H_PIDNS] = pid_namespace()
         except BaseException:
             os.close(fd)
             raise
@@ -288,7 +305,7 @@ class Page:
     def clear_pause(self, payload: bytes | None) -> None:
         """Agent: the pause ended; ``payload`` is the resume's (JSON), if any."""
         w = self.words
-        w[H_PAYLOAD_SEQ] += 1  # odd: being written
+        w[H_PAYLOAD_SEQ] = w[H_PAYLOAD_SEQ] | 1  # odd: being written
         if payload is None:
             w[H_PAYLOAD_LEN] = -1
         else:
@@ -300,13 +317,17 @@ class Page:
         w[H_GEN] += 1  # last (x86-64 keeps stores in order): the payload is there before it
 
     def payload(self) -> bytes | None:
+        """The last resume's payload (None: it had none).  Retries while the agent writes
+        one (microseconds); gives up after ~0.1 s (the agent died mid-write: no payload)."""
         w = self.words
-        for _ in range(100):
+        for attempt in range(1000):
             seq = w[H_PAYLOAD_SEQ]
             n = w[H_PAYLOAD_LEN]
             data = None if n < 0 else bytes(self._mm[PAYLOAD_OFFSET:PAYLOAD_OFFSET + n])
             if seq % 2 == 0 and w[H_PAYLOAD_SEQ] == seq:
                 return data
+            if attempt > 10:
+                time.sleep(0.0001)
         return None
 
     def beat(self, pid: int) -> None:

@@ -146,3 +146,73 @@ def test_status_counts_the_app_processes_a_host_agent_carries() -> None:
                                           "process(es) with their own agent")
     empty = Status("s", None, None, [info("host", 0)], None)
     assert empty.app_processes == 0  # preflight then warns: nothing will hold requests
+
+
+def test_an_agent_taking_over_a_paused_page_makes_every_process_look_again(
+        tmp_path: Path) -> None:
+    """The previous agent died between the pause flag and the generation: without a new
+    generation, a process that never saw the pause would keep admitting requests."""
+    import time
+
+    from intermission.hostagent import HostGate
+
+    page = hs.Page.create(tmp_path, "s7")
+    try:
+        w = page.words
+        gen = w[hs.H_GEN]
+        raw = b"tok_halfdone"
+        page._mm[hs.TOKEN_OFFSET:hs.TOKEN_OFFSET + len(raw)] = raw
+        w[hs.H_TOKEN_LEN], w[hs.H_DEADLINE] = len(raw), time.monotonic_ns() + 10**10
+        w[hs.H_PAUSED] = 1  # ... and the agent was killed here, before H_GEN += 1
+        gate = HostGate("s7", page, str(tmp_path))
+        assert gate.paused and gate.acked_token == "tok_halfdone"
+        assert w[hs.H_GEN] == gen + 1
+    finally:
+        page.close()
+
+
+def test_a_payload_write_cut_short_does_not_lose_every_later_payload(tmp_path: Path) -> None:
+    page = hs.Page.create(tmp_path, "s8")
+    page.words[hs.H_PAYLOAD_SEQ] += 1  # odd: an agent was killed while writing a payload
+    page.close()
+    page = hs.Page.create(tmp_path, "s8")
+    try:
+        assert page.payload() is None  # the cut-short one is not trusted
+        page.clear_pause(b'{"primary": "db2"}')
+        assert page.payload() == b'{"primary": "db2"}'
+    finally:
+        page.close()
+
+
+def test_the_heartbeat_never_pairs_an_acknowledgement_with_counts_read_before_it(
+        tmp_path: Path) -> None:
+    from intermission.hostagent import HostGate
+
+    page = hs.Page.create(tmp_path, "s9")
+    try:
+        gate = HostGate("s9", page, str(tmp_path))
+
+        def ack_lands_during_the_scan() -> tuple[int, int, int]:
+            gate.acked_token = "tok_12345678"  # the pause is published while we scan
+            return 0, 0, 0
+
+        gate.totals = ack_lands_during_the_scan  # type: ignore[method-assign]
+        assert gate.snapshot().acked_token is None  # read before the counts: not acked yet
+    finally:
+        page.close()
+
+
+def test_zombies_and_other_pid_namespaces_are_not_alive_processes(tmp_path: Path) -> None:
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 5
+    while hs.process_start(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # it exits and stays a zombie until we reap it
+    assert Path(f"/proc/{child.pid}").exists() and hs.process_start(child.pid) == 0
+    child.wait()
+    page = hs.Page.create(tmp_path, "s10")
+    try:
+        assert page.words[hs.H_PIDNS] == hs.pid_namespace() > 0
+    finally:
+        page.close()

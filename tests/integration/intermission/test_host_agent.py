@@ -205,3 +205,24 @@ def test_status_names_the_host_agent_and_a_second_agent_is_refused(
     assert "remedy:" in second.stderr
     assert _age(agent.dir, server.scope) < 1.0  # the first one still beats, undisturbed
     assert server.get("/").status_code == 200
+
+
+def test_killing_the_agent_mid_drain_never_reports_the_host_drained_early(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    """kill -9 of the agent while a request runs: its Redis heartbeat expires 2.5-3 s later.
+    The workers must have written their own (carrying that request) before it does, so
+    the drain waits for the request instead of seeing the host's requests vanish."""
+    agent, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    slow = client.fire(f"{server.base}/slow?s=5")
+    assert wait_for(lambda: ctl.status().processes[0].in_flight == 1, 10.0)
+    with ctl.pause("test", ttl=20) as pause:
+        assert not pause.wait_drained(0.3).drained
+        agent.kill()
+        report = pause.wait_drained(15)
+        finished = slow.done()
+        assert report.drained, str(report)
+        assert finished, f"drained while the slow request still ran: {report}"
+        assert sorted(p.kind for p in report.processes) == ["wsgi"] * 4
+    assert slow.result()[0].status_code == 200

@@ -141,3 +141,63 @@ def test_an_expired_pause_releases_and_is_not_re_applied_by_a_late_renewal(
         assert out == ["200 OK"] * 2
     finally:
         mw.stop()
+
+
+def test_a_resume_followed_at_once_by_a_pause_still_delivers_its_payload(
+        agent: FakeAgent) -> None:
+    """Held for T1; T1 resumes with the new primary and T2 begins before this process looks:
+    on_resume still runs with T1's payload, and the requests stay held for T2."""
+    resumed: list[Any] = []
+    mw = _middleware(agent, resumed)
+    try:
+        agent.pause("tok_first_1")
+        out: list[str] = []
+        held = threading.Thread(target=_call, args=(mw, out))
+        held.start()
+        deadline = time.monotonic() + 5
+        while mw.gate.held < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        agent.page.clear_pause(b'{"primary": "db2"}')  # no poke between the two
+        agent.page.set_pause("tok_second", time.monotonic_ns() + 30 * 10**9)
+        hs.barrier()
+        while resumed != [{"primary": "db2"}] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert resumed == [{"primary": "db2"}] and out == []  # delivered, still held
+        agent.resume(b'{"primary": "db3"}')
+        held.join(5)
+        assert out == ["200 OK"] and resumed == [{"primary": "db2"}, {"primary": "db3"}]
+    finally:
+        mw.stop()
+
+
+def test_an_idle_process_gets_the_payload_of_a_resume_it_slept_through(
+        agent: FakeAgent) -> None:
+    resumed: list[Any] = []
+    mw = _middleware(agent, resumed)
+    try:
+        agent.pause("tok_first_1")
+        agent.resume(b'{"primary": "db2"}')
+        agent.pause("tok_second")  # this process served nothing through all of it
+        out: list[str] = []
+        held = threading.Thread(target=_call, args=(mw, out))
+        held.start()
+        deadline = time.monotonic() + 5
+        while resumed != [{"primary": "db2"}] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert resumed == [{"primary": "db2"}] and out == []
+        agent.resume(None)
+        held.join(5)
+        assert out == ["200 OK"] and resumed == [{"primary": "db2"}, None]
+    finally:
+        mw.stop()
+
+
+def test_a_page_of_another_pid_namespace_is_refused(
+        agent: FakeAgent, caplog: pytest.LogCaptureFixture) -> None:
+    agent.page.words[hs.H_PIDNS] = 12345
+    mw = _middleware(agent, [])
+    try:
+        assert mw.gate.shared is None and mw.agent.fallback is not None  # type: ignore[union-attr]
+        assert "another PID namespace" in caplog.text
+    finally:
+        mw.stop()
