@@ -54,6 +54,7 @@ RECHECK = 0.05  # seconds: while holding, re-read the page at least this often
 # requests vanish.
 IDLE_CHECK = 0.25
 FIRST_BEAT_WAIT = 1.0  # seconds a fallback waits for its Redis agent's first heartbeat
+REATTACH_EVERY = 5.0  # seconds between tries to attach again while on a Redis agent
 _registered = False
 
 
@@ -140,6 +141,7 @@ class HostLink:
         gate = self.gate
         with gate.lock:
             gate.shared = self
+            self.publish(gate)  # requests already running (a hand-over from a Redis agent)
             gate.synced = True  # the page is the state: no Redis answer to wait for
             gate._update_open()
         self.attached = True
@@ -149,6 +151,32 @@ class HostLink:
         if self.fallback is None:
             self.fallback = self._make_fallback()
         self.fallback.start()
+        threading.Thread(target=self._reattach, args=(self._stop,), daemon=True,
+                         name="intermission-hostlink-reattach").start()
+
+    def _reattach(self, stop: threading.Event) -> None:
+        """While on a Redis agent: try the host agent again every ``REATTACH_EVERY`` s (it
+        was restarted, or started after this process), never while requests are held.
+        Attached, with this process's counts in its slot, the Redis agent stops (its
+        heartbeat goes)."""
+        while not stop.wait(REATTACH_EVERY):
+            if not self.started or self.attached or self.gate.paused:
+                continue
+            try:
+                with self._start_lock:
+                    if not self.started or self.attached:
+                        continue
+                    self._attach()
+            except hs.HostModeUnavailable:
+                continue
+            except Exception:  # never let this kill the process's way back
+                log.exception("intermission: re-attaching to the host agent failed")
+                continue
+            log.warning("intermission: attached to the host agent of scope %r again; this "
+                        "process no longer talks to Redis itself", self.scope)
+            if self.fallback is not None:
+                self.fallback.stop()
+            return
 
     def _fall_back(self) -> None:
         """The agent stopped beating (link thread).  No gap: new requests wait for the Redis

@@ -226,3 +226,26 @@ def test_killing_the_agent_mid_drain_never_reports_the_host_drained_early(
         assert finished, f"drained while the slow request still ran: {report}"
         assert sorted(p.kind for p in report.processes) == ["wsgi"] * 4
     assert slow.result()[0].status_code == 200
+
+
+def test_workers_attach_again_when_the_agent_comes_back(
+        host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
+    from intermission import hostlink
+
+    agent, server = host
+    ctl = Controller(redis_server.url, server.scope)
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    agent.kill()
+    assert wait_for(lambda: sorted(p.kind for p in ctl.status().processes) == ["wsgi"] * 4,
+                    hs.STALE_AGENT + 10.0), _host_entry(ctl)
+    agent.start()  # a supervisor restarts it
+    # within REATTACH_EVERY the workers hand over to it, and their own heartbeats go
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)],
+                    hostlink.REATTACH_EVERY + 10.0), _host_entry(ctl)
+    with ctl.pause("test", ttl=10) as pause:
+        assert pause.wait_drained(10).drained
+        held = client.fire(f"{server.base}/?tag=x")
+        assert wait_for(lambda: ctl.status().processes[0].held == 1, 10.0), _host_entry(ctl)
+        pause.resume({"primary": "db9"})
+    assert held.result(timeout=20)[0].json()["payload"] == {"primary": "db9"}
+    assert "attached to the host agent of scope" in server.log_text()
