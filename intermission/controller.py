@@ -135,7 +135,7 @@ class Controller:
 
         ``prepare_drain``: subscribe to the acks channel before setting the lease, so the
         handle's first :meth:`PauseHandle.wait_drained` starts with no connection setup
-        inside the pause window (the subscription is closed by that wait or by resume).
+        inside the pause window (the handle keeps it for its waits and closes it at resume).
         ``acks``: a subscription from :meth:`open_acks` made earlier (then even its setup
         is outside this call); it is the handle's from here on.
         Raises PauseConflictError if another pause is active, LeaseLostError if

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from intermission import protocol as p
-from intermission.drain import close_acks
+from intermission.drain import close_acks, open_acks
 from intermission.errors import LeaseLostError, RedisUnavailableError
 from intermission.store import ResumeOutcome, SetLease, SetLeaseResult
 
@@ -187,15 +187,30 @@ class PauseHandle:
     def wait_drained(self, timeout: float) -> DrainReport:
         """:meth:`Controller.wait_drained` for this pause; a key lost while our lease is
         valid does not end the wait (processes still hold; the renew loop re-asserts).
-        The first call uses the subscription ``Controller.pause`` opened before the pause
-        began (none is set up inside the window); later calls open their own."""
+        Every call uses the subscription ``Controller.pause`` opened before the pause
+        began (none is set up inside the window), or one it opens; the handle keeps it
+        until :meth:`resume`.  Closing it here would cost the pauser's next Redis call a
+        reconnect (~1 ms, measured in roleswap's window): redis-py hands the closed
+        connection back to the pool, and the next command takes it and connects again."""
+        # taken for the wait (a subscription serves one reader), put back after it
         acks, self._acks = self._acks, None
+        if acks is None:
+            acks = open_acks(self.controller.client, self.controller.store.acks)
         try:
             return self.controller.wait_drained(
                 self.token, timeout, acks=acks,
                 in_force=lambda: self.outcome is None and time.monotonic() < self.valid_until)
         finally:
-            close_acks(acks)
+            if self._stop.is_set() or self._acks is not None:  # resumed meanwhile, or a
+                close_acks(acks)  # concurrent wait put its own back
+            else:
+                self._acks = acks
+
+    def close_subscription(self) -> None:
+        """Close the ack subscription the handle keeps for its waits (resume does this);
+        for a pauser that leaves the pause to its TTL or to another process."""
+        acks, self._acks = self._acks, None
+        close_acks(acks)
 
     def resume(self, payload: dict[str, Any] | None = None) -> ResumeOutcome:
         """End this pause (idempotent: a second call reports ``ALREADY_RESUMED``).
@@ -218,8 +233,7 @@ class PauseHandle:
                     self.outcome = outcome
         finally:
             self.stop_renewing()
-            acks, self._acks = self._acks, None
-            close_acks(acks)
+            self.close_subscription()
         if outcome is ResumeOutcome.RESUMED_AFTER_LOSS:
             log.warning("intermission: pause %s of scope %r: %s", self.token,
                         self.controller.scope, self.describe(outcome))

@@ -124,6 +124,8 @@ class SwapContext:
 
             close_acks(self.pause_acks)
             self.pause_acks = None
+        if self.pause_handle is not None:  # never resumed by us (its lease ends at its TTL)
+            self.pause_handle.close_subscription()
         for c in self._conns.values():
             with contextlib.suppress(Exception):  # closing a dead connection is not an error
                 c.close()

@@ -73,8 +73,11 @@ def test_pause_subscribes_to_acks_before_the_window_and_the_wait_consumes_it(
     h = ctl.pause("t", ttl=10, auto_renew=False)
     assert numsub(r, acks) == 1  # subscribed (and confirmed) before the lease was set
     assert h.wait_drained(1).drained  # no process: drained at once
-    assert numsub(r, acks) == 0  # the wait closed it
+    assert numsub(r, acks) == 1  # kept for the next wait (and so out of the pool)
+    assert h.wait_drained(1).drained
+    assert numsub(r, acks) == 1  # the same one: not a second subscription
     assert h.resume() is ResumeOutcome.RESUMED
+    assert numsub(r, acks) == 0  # resume closed it
     h2 = ctl.pause("t", ttl=10, auto_renew=False)
     assert numsub(r, acks) == 1
     h2.resume()  # never waited: resume closes it
@@ -82,6 +85,30 @@ def test_pause_subscribes_to_acks_before_the_window_and_the_wait_consumes_it(
     h3 = ctl.pause("t", ttl=10, auto_renew=False, prepare_drain=False)
     assert numsub(r, acks) == 0
     h3.resume()
+
+
+def test_the_pausers_next_command_after_the_wait_needs_no_new_connection(redis_url: str) -> None:
+    """Closing the subscription at the wait's end handed its disconnected connection
+    back to the pool; the pauser's next command (roleswap's journal write, inside the
+    pause window) then connected again: ~1 ms measured.  Resume may close it."""
+    ctl = Controller(redis_url, new_scope())
+    r = redis.Redis.from_url(redis_url)
+
+    def connections() -> int:
+        return int(r.info("stats")["total_connections_received"])
+
+    h = ctl.pause("t", ttl=10, auto_renew=False)
+    assert h.wait_drained(1).drained
+    before = connections()
+    ctl.client.set(f"{ctl.scope}:probe", "1")  # as the journal write after the pause step
+    ctl.client.ping()
+    assert connections() == before
+    h.resume()
+    h2 = ctl.pause("t", ttl=10, auto_renew=False)  # an orderly pause still works after it
+    assert h2.wait_drained(1).drained
+    h2.close_subscription()  # a pauser leaving the pause to its TTL releases it
+    assert numsub(r, p.acks_channel(ctl.scope)) == 0
+    h2.resume()
 
 
 def test_acks_re_read_only_the_acked_processes_and_drained_comes_from_a_full_read(
