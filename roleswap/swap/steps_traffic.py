@@ -9,6 +9,7 @@ import redis
 
 from intermission.controller import Controller, DrainReport, describe_resume
 from intermission.errors import IntermissionError, RedisUnavailableError
+from intermission.protocol import new_token
 from intermission.store import ResumeOutcome
 from roleswap.coord import client as redis_client
 from roleswap.coord.lock import ClusterLock
@@ -109,15 +110,17 @@ class Pause(Step):
 
     def apply(self, ctx: SwapContext) -> str:
         acks, ctx.pause_acks = ctx.pause_acks, None
+        token = ctx.state.get("pause_token")  # journaled before this step (prepare_pause)
         try:
             handle = controller(ctx).pause(
                 reason=f"roleswap {ctx.source}->{ctx.target} ({ctx.swap_id})",
-                ttl=ctx.opts.pause_ttl, owner=f"roleswap:{ctx.swap_id}", acks=acks)
+                ttl=ctx.opts.pause_ttl, owner=f"roleswap:{ctx.swap_id}", acks=acks, token=token)
         except (redis.RedisError, IntermissionError) as e:
             raise StepError(f"could not pause traffic: {_why(e)}",
                             remedy=redis_remedy(ctx, e, "or swap with --no-pause")) from None
         ctx.pause_handle = handle
-        ctx.remember(pause_token=handle.token)
+        if token != handle.token:  # no pre-sync ran: journaled here, inside the window
+            ctx.remember(pause_token=handle.token)
         report = handle.wait_drained(ctx.opts.drain_timeout)
         if report.drained:
             return f"{_summary(report)}"
@@ -135,8 +138,15 @@ class Pause(Step):
 
 def prepare_pause(ctx: SwapContext) -> None:
     """Right before the pause (pre-sync's last act): subscribe to the apps' acks now, so
-    the pause step starts with the lease and no connection setup is inside the window."""
-    if ctx.opts.pause and ctx.redis is not None and ctx.pause_acks is None:
+    the pause step starts with the lease and no connection setup is inside the window;
+    and choose the pause's token, journaled with pre-sync's end (the journal write that
+    precedes the pause anyway): the pause step then writes nothing before its drain, and
+    recover knows the token even if the swap dies between the lease and that write."""
+    if not ctx.opts.pause:
+        return
+    if "pause_token" not in ctx.state:
+        ctx.remember_with_end(pause_token=new_token())
+    if ctx.redis is not None and ctx.pause_acks is None:
         try:
             ctx.pause_acks = controller(ctx).open_acks()
         except (redis.RedisError, OSError, IntermissionError):

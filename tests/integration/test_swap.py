@@ -153,6 +153,28 @@ def test_the_pause_step_starts_with_the_apps_acks_already_subscribed(module_lab:
     assert dict(r.pubsub_numsub(channel))[channel.encode()] == 0  # closed after the drain
 
 
+def test_the_pause_token_is_journaled_before_the_pause_and_nothing_inside_it(
+        module_lab: RunningLab) -> None:
+    """The token is chosen at pre-sync and written with its end, so the pause step makes
+    no journal write (a Redis round trip inside the pause window), and recover knows the
+    token even if the swap dies between setting the lease and the next write."""
+    lab = module_lab
+    assert lab.config.redis_url is not None
+    source = _writable(lab)
+    target = "db2" if source != "db2" else "db1"
+    code, out = swap(lab, source, target)
+    assert code == 0, out
+    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
+    writes = [json.loads(line) for line in path.read_text().splitlines()]
+    statuses = [{e["name"]: e["status"] for e in w["steps"]} for w in writes]
+    first = next(i for i, st in enumerate(statuses) if st.get("pause") == "running")
+    token = writes[first]["state"].get("pause_token")
+    assert token, "the pause was journaled as running without its token"
+    assert statuses[first + 1].get("pause") == "done", "a journal write inside the pause step"
+    resumed = Controller(lab.config.redis_url.reveal(), lab.config.scope).read().last_resume
+    assert resumed is not None and resumed.token == token  # the pause that ran had that token
+
+
 def _writable(lab: RunningLab) -> str:
     snap = snapshot(lab)
     return next(name for name, s in snap.items() if not s["read_only"])
