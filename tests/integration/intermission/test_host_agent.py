@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,13 +105,21 @@ def test_one_agent_acks_for_four_workers_and_they_hold_and_release(
     assert agent.proc is not None and agent.proc.poll() is None
 
 
+
+def _slow_request_in_flight(ctl: Controller, client: Client, server: AppServer,
+                            seconds: float) -> Any:
+    """Once the 4 workers are attached: a request of ``seconds`` running, counted by the
+    agent in its heartbeat.  Returns the client's future for it."""
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    slow = client.fire(f"{server.base}/slow?s={seconds}")
+    assert wait_for(lambda: ctl.status().processes[0].in_flight == 1, 10.0)
+    return slow
+
 def test_the_drain_waits_for_requests_in_flight_in_any_worker(
         host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
     _, server = host
     ctl = Controller(redis_server.url, server.scope)
-    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
-    slow = client.fire(f"{server.base}/slow?s=1.5")
-    assert wait_for(lambda: ctl.status().processes[0].in_flight == 1, 10.0)
+    slow = _slow_request_in_flight(ctl, client, server, 1.5)
     with ctl.pause("test", ttl=10) as pause:
         early = pause.wait_drained(0.3)
         assert not early.drained
@@ -121,15 +130,20 @@ def test_the_drain_waits_for_requests_in_flight_in_any_worker(
         assert slow.done() and slow.result()[0].status_code == 200  # drained = it finished
 
 
+
+def _kill_agent_and_see_workers_register(agent: HostAgent, ctl: Controller) -> None:
+    """The 4 workers attached to ``agent``; kill -9 it; after STALE_AGENT seconds without
+    a beat each worker registers itself (its own heartbeat, kind wsgi)."""
+    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
+    agent.kill()
+    assert wait_for(lambda: sorted(p.kind for p in ctl.status().processes) == ["wsgi"] * 4,
+                    hs.STALE_AGENT + 10.0), _host_entry(ctl)
+
 def test_workers_talk_to_redis_themselves_when_the_agent_dies(
         host: tuple[HostAgent, AppServer], redis_server: RedisServer, client: Client) -> None:
     agent, server = host
     ctl = Controller(redis_server.url, server.scope)
-    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
-    agent.kill()
-    # after STALE_AGENT seconds without a beat each worker registers itself
-    assert wait_for(lambda: sorted(p.kind for p in ctl.status().processes) == ["wsgi"] * 4,
-                    hs.STALE_AGENT + 10.0), _host_entry(ctl)
+    _kill_agent_and_see_workers_register(agent, ctl)
     with ctl.pause("test", ttl=10) as pause:
         assert pause.wait_drained(10).drained
         held = client.fire(f"{server.base}/?tag=x")
@@ -214,9 +228,7 @@ def test_killing_the_agent_mid_drain_never_reports_the_host_drained_early(
     the drain waits for the request instead of seeing the host's requests vanish."""
     agent, server = host
     ctl = Controller(redis_server.url, server.scope)
-    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
-    slow = client.fire(f"{server.base}/slow?s=5")
-    assert wait_for(lambda: ctl.status().processes[0].in_flight == 1, 10.0)
+    slow = _slow_request_in_flight(ctl, client, server, 5)
     with ctl.pause("test", ttl=20) as pause:
         assert not pause.wait_drained(0.3).drained
         agent.kill()
@@ -234,10 +246,7 @@ def test_workers_attach_again_when_the_agent_comes_back(
 
     agent, server = host
     ctl = Controller(redis_server.url, server.scope)
-    assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)], 10.0), _host_entry(ctl)
-    agent.kill()
-    assert wait_for(lambda: sorted(p.kind for p in ctl.status().processes) == ["wsgi"] * 4,
-                    hs.STALE_AGENT + 10.0), _host_entry(ctl)
+    _kill_agent_and_see_workers_register(agent, ctl)
     agent.start()  # a supervisor restarts it
     # within REATTACH_EVERY the workers hand over to it, and their own heartbeats go
     assert wait_for(lambda: _host_entry(ctl) == [("host", 0, 4.0)],
