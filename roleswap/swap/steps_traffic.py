@@ -116,6 +116,9 @@ class Pause(Step):
                 reason=f"roleswap {ctx.source}->{ctx.target} ({ctx.swap_id})",
                 ttl=ctx.opts.pause_ttl, owner=f"roleswap:{ctx.swap_id}", acks=acks, token=token)
         except (redis.RedisError, IntermissionError) as e:
+            # as before tokens were chosen ahead: no handle, no token to resume (a lease
+            # set whose reply was lost ends at its TTL); else the undo fails on Redis too
+            ctx.state.pop("pause_token", None)
             raise StepError(f"could not pause traffic: {_why(e)}",
                             remedy=redis_remedy(ctx, e, "or swap with --no-pause")) from None
         ctx.pause_handle = handle
