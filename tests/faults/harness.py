@@ -36,7 +36,14 @@ from roleswap.lab import Lab, lab_down, nodes
 from roleswap.mysql.dialect import ReplicaStatus, dialect_for, gtid_wait_reached
 from roleswap.swap.context import journal_dir
 from tests.conftest import DEFAULT_SERVER, RunningLab, start_lab
-from tests.integration.swaphelp import ROLESWAP, Writer, create_writes_table, roleswap, swap
+from tests.integration.swaphelp import (
+    ROLESWAP,
+    Writer,
+    create_writes_table,
+    journal_path,
+    roleswap,
+    swap,
+)
 
 SOURCE, TARGET = "db1", "db2"
 PAUSE_TTL = 3.0
@@ -438,10 +445,6 @@ class Timeline:
         label = "before the point of no return" if group is before else "after the point of no return"
         return "begin", rng.uniform(lo + (hi - lo) * k / m, lo + (hi - lo) * (k + 1) / m), \
             f"{label} {k + 1}/{m}"
-
-
-def journal_path(lab: RunningLab) -> Path:
-    return journal_dir(lab.config) / f"roleswap-{lab.config.cluster}.journal.jsonl"
 
 
 def read_journal(lab: RunningLab) -> dict[str, Any] | None:

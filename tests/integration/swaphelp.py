@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -238,11 +239,17 @@ def resync_replica(lab: RunningLab, name: str, primary: str = "db1") -> None:
     lab.run(name, d.reset_binlogs() + d.adopt_gtid_position(pos) + d.start_replication())
 
 
+def journal_path(lab: RunningLab) -> Path:
+    """The lab's local journal file (JSON lines, one full record per write)."""
+    from roleswap.swap.context import journal_dir
+
+    return journal_dir(lab.config) / f"roleswap-{lab.config.cluster}.journal.jsonl"
+
+
 def last_journal_step(lab: RunningLab) -> tuple[str, str] | None:
     """(name, status) of the last step in the lab's local journal file, or None."""
-    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
     try:
-        steps = json.loads(path.read_text().splitlines()[-1])["steps"]
+        steps = json.loads(journal_path(lab).read_text().splitlines()[-1])["steps"]
     except (OSError, ValueError, IndexError, KeyError):
         return None
     return (steps[-1]["name"], steps[-1]["status"]) if steps else None

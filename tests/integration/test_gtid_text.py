@@ -11,12 +11,11 @@ from typing import Any
 
 from roleswap.mysql.gtid import canonical_gtid_text
 from tests.conftest import RunningLab
-from tests.integration.swaphelp import roleswap, swap, wait_healthy
+from tests.integration.swaphelp import journal_path, roleswap, swap, wait_healthy
 
 
 def _journal_state(lab: RunningLab) -> dict[str, Any]:
-    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
-    state: dict[str, Any] = json.loads(path.read_text().splitlines()[-1])["state"]
+    state: dict[str, Any] = json.loads(journal_path(lab).read_text().splitlines()[-1])["state"]
     return state
 
 

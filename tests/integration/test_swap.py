@@ -15,6 +15,7 @@ from tests.integration.swaphelp import (
     Writer,
     assert_same_data,
     create_writes_table,
+    journal_path,
     present_ids,
     roleswap,
     snapshot,
@@ -164,8 +165,7 @@ def test_the_pause_token_is_journaled_before_the_pause_and_nothing_inside_it(
     target = "db2" if source != "db2" else "db1"
     code, out = swap(lab, source, target)
     assert code == 0, out
-    path = lab.dir / "journal" / f"roleswap-{lab.config.cluster}.journal.jsonl"
-    writes = [json.loads(line) for line in path.read_text().splitlines()]
+    writes = [json.loads(line) for line in journal_path(lab).read_text().splitlines()]
     statuses = [{e["name"]: e["status"] for e in w["steps"]} for w in writes]
     first = next(i for i, st in enumerate(statuses) if st.get("pause") == "running")
     token = writes[first]["state"].get("pause_token")

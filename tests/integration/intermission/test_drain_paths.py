@@ -65,7 +65,7 @@ def in_thread(fn: Any) -> tuple[threading.Thread, list[DrainReport]]:
     return t, out
 
 
-def test_pause_subscribes_to_acks_before_the_window_and_the_wait_consumes_it(
+def test_pause_subscribes_to_acks_before_the_window_and_the_handle_keeps_it_until_resume(
         redis_url: str) -> None:
     ctl = Controller(redis_url, new_scope())
     r = redis.Redis.from_url(redis_url)
