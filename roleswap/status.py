@@ -91,7 +91,7 @@ def sql_hints(d: Dialect | None) -> dict[str, str]:
     def text(stmts: list[Stmt]) -> str:
         return "; ".join(sql for sql, _params in stmts)
     return {"fence": text(d.read_only()), "unfence": text(d.unfence()),
-            "reset": text(d.reset_replication())}
+            "reset": text([*d.stop_replication(), (d.reset_replica_all_sql, ())])}
 
 
 def dangers(data: dict[str, Any], hints: dict[str, str] | None = None) -> list[str]:

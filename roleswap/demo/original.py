@@ -81,7 +81,7 @@ def original_swap(cfg: Config, source: str, target: str, *, pause_sleep: float =
         if before != after:
             _run(conns[source], ds[source].unfence())
             raise RuntimeError(f"{source}'s binlog moved during the {binlog_wait:g}s check; aborted")
-        _run(conns[target], d.reset_replication() + d.unfence())
+        _run(conns[target], [*d.stop_replication(), (d.reset_replica_all_sql, ()), *d.unfence()])
         t["promoted"] = time.perf_counter()
         s = cfg.server(target)
         endpoint.publish(client, cfg.cluster, s.name, s.host, s.port, swap_id)

@@ -153,7 +153,8 @@ def test_replication_control(name: str) -> None:
     stop, start, reset, status, binlog = CONTROL[name]
     assert d.stop_replication() == [(stop, ())]
     assert d.start_replication() == [(start, ())]
-    assert d.reset_replication() == [(stop, ()), (reset, ())]
+    stops = [(f"{stop} IO_THREAD", ()), (f"{stop} SQL_THREAD", ())] if name == "mariadb" else [(stop, ())]
+    assert d.reset_replication() == [*stops, (reset, ())]
     assert d.replica_status() == (status, ())
     assert d.binlog_status() == (binlog, ())
 
