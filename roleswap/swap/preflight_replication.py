@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from roleswap.errors import RoleSwapError
 from roleswap.mysql.dialect import MARIADB
+from roleswap.mysql.gtid import GtidSet, MariaGtidPos
 from roleswap.mysql.replica_status import FilterSetting, ReplicaStatus
 from roleswap.mysql.topology import Server, Topology
 from roleswap.swap.check import Check
@@ -50,13 +51,7 @@ def replication_checks(ctx: SwapContext, topo: Topology, s: Server, t: Server) -
                               "error log)"))
     else:
         out.append(Check.ok("threads", f"{t.name} IO and SQL threads running, no error"))
-        lag = r.seconds_behind
-        if lag is None or lag > ctx.opts.max_lag:
-            out.append(Check.fail("lag", f"{t.name} is {lag if lag is not None else '?'}s behind "
-                                  f"(limit {ctx.opts.max_lag:g}s)",
-                                  "wait for it to catch up, or raise --max-lag"))
-        else:
-            out.append(Check.ok("lag", f"{t.name} is {lag}s behind (limit {ctx.opts.max_lag:g}s)"))
+        out.append(lag_check(s, t, r, ctx.opts.max_lag))
     out += _target_settings(s, t)
     out += _source_filters(ctx, s, t)
     mode = "gtid" if (r is not None and r.gtid_mode) else "filepos"
@@ -116,6 +111,35 @@ def _delay_off(srv: Server) -> str:
     stop, start, change = _stop_start(srv)
     kw = srv.dialect.kw if srv.dialect is not None else "MASTER"
     return f"{stop}; {change} {kw}_DELAY=0; {start}"
+
+
+def lag_check(s: Server, t: Server, r: ReplicaStatus, max_lag: float) -> Check:
+    """Is ``t`` within ``max_lag`` seconds of ``s``?  Seconds_Behind_Master says so,
+    unless ``t`` has already applied every GTID ``s`` had logged when the snapshot read it:
+    then it is not behind, whatever that figure says.  (Just after a replica reconnects,
+    MariaDB reports now minus the timestamp of the source's binlog header for a moment:
+    "14s behind" on a caught-up replica of an idle primary, refusing a swap back.)"""
+    lag = r.seconds_behind
+    limit = f"(limit {max_lag:g}s)"
+    if lag is not None and lag <= max_lag:
+        return Check.ok("lag", f"{t.name} is {lag}s behind {limit}")
+    if lag is not None and _applied_all(s, t):
+        return Check.ok("lag", f"{t.name} has applied every transaction {s.name} has logged; "
+                        f"its {lag}s Seconds_Behind is a stale event's timestamp {limit}")
+    return Check.fail("lag", f"{t.name} is {lag if lag is not None else '?'}s behind {limit}",
+                      "wait for it to catch up, or raise --max-lag")
+
+
+def _applied_all(s: Server, t: Server) -> bool:
+    """``t`` has applied (executed, logged or not) everything ``s`` has logged; False
+    when either position is unknown or the flavors differ."""
+    want = s.gtid_position
+    have = t.gtid_current_pos if t.gtid_current_pos is not None else t.gtid_executed
+    if isinstance(want, MariaGtidPos) and isinstance(have, MariaGtidPos):
+        return have.contains(want)
+    if isinstance(want, GtidSet) and isinstance(have, GtidSet):
+        return want.issubset(have)
+    return False
 
 
 def _target_settings(s: Server, t: Server) -> list[Check]:
