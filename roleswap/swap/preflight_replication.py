@@ -132,9 +132,12 @@ def lag_check(s: Server, t: Server, r: ReplicaStatus, max_lag: float) -> Check:
 
 def _applied_all(s: Server, t: Server) -> bool:
     """``t`` has applied (executed, logged or not) everything ``s`` has logged; False
-    when either position is unknown or the flavors differ."""
+    when either position is unknown or empty (MySQL with gtid_mode OFF logs none: an
+    empty set proves nothing) or the flavors differ."""
     want = s.gtid_position
     have = t.gtid_current_pos if t.gtid_current_pos is not None else t.gtid_executed
+    if want is None or want.is_empty() or not (s.gtid_mode and t.gtid_mode):
+        return False
     if isinstance(want, MariaGtidPos) and isinstance(have, MariaGtidPos):
         return have.contains(want)
     if isinstance(want, GtidSet) and isinstance(have, GtidSet):

@@ -19,13 +19,13 @@ def _status(lag: int | None) -> ReplicaStatus:
 
 
 def _maria(name: str, logged: str, applied: str | None = None) -> Server:
-    return Server(name=name, host="h", port=1, reachable=True, dialect=MARIADB,
+    return Server(name=name, host="h", port=1, reachable=True, dialect=MARIADB, gtid_mode=True,
                   gtid_position=MariaGtidPos.parse(logged),
                   gtid_current_pos=MariaGtidPos.parse(applied if applied is not None else logged))
 
 
-def _mysql(name: str, executed: str) -> Server:
-    return Server(name=name, host="h", port=1, reachable=True, dialect=MYSQL84,
+def _mysql(name: str, executed: str, gtid_mode: bool = True) -> Server:
+    return Server(name=name, host="h", port=1, reachable=True, dialect=MYSQL84, gtid_mode=gtid_mode,
                   gtid_position=GtidSet.parse(executed), gtid_executed=GtidSet.parse(executed))
 
 
@@ -67,3 +67,12 @@ def test_no_gtid_positions_fall_back_to_seconds_behind() -> None:
     s = Server(name="db1", host="h", port=1, reachable=True, dialect=MARIADB)
     t = Server(name="db2", host="h", port=1, reachable=True, dialect=MARIADB)
     assert lag_check(s, t, _status(14), 5.0).status == "fail"
+
+
+def test_mysql_without_gtids_proves_nothing() -> None:
+    """gtid_mode OFF: both sets are empty, so "applied all of nothing" must not pass a lag."""
+    assert lag_check(_mysql("db1", "", False), _mysql("db2", "", False), _status(14), 5.0).status == "fail"
+
+
+def test_an_empty_source_position_proves_nothing() -> None:
+    assert lag_check(_maria("db1", ""), _maria("db2", ""), _status(14), 5.0).status == "fail"
