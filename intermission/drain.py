@@ -6,9 +6,11 @@ their in-flight count changes while paused (see :mod:`intermission.agent`).  The
 * subscribes to that channel BEFORE the pause is set when it can
   (:func:`open_acks`, called by ``Controller.pause``), so no connection setup happens
   inside the pause window, and in any case before its first read, so no ack is missed;
-* starts from a full read (the live-process index and every heartbeat), then on each
-  wake-up re-reads only the heartbeats of the processes that acked since the last read,
-  pipelined with the lease (one round trip, O(acks) instead of O(processes));
+* starts from a full read (the lease, the live-process index and every heartbeat in one
+  MULTI: one round trip once the ids are known), then on each wake-up re-reads only the
+  heartbeats of the processes that acked since the last read, pipelined with the lease
+  (one round trip, O(acks) instead of O(processes)) -- unless the burst holds every
+  process still pending: then the verifying full read comes at once;
 * re-reads everything every ``POLL`` seconds (a missed message, a process that died
   or appeared), and before answering "drained": that verdict always comes from one
   full, consistent read, never from a view merged over time.
@@ -157,12 +159,15 @@ class _Wait:
                 return DrainReport(self.token, done, now - start, procs, pending, error,
                                    sum(self.at_ack.values()))
             got = _wait_acks(acks, min(POLL, deadline - now, max(0.0, next_full - now)))
-            full = got is None or error is not None
             acked = got or set()
+            # every process still pending acked in this burst: go straight to the verifying
+            # full read (one round trip) rather than re-read them and then everything
+            covered = bool(acked) and all(info.id in acked for info, _ in pending)
+            full = got is None or error is not None or covered
 
     def _read_full(self) -> str | None:
-        state = self.store.read()
-        self.view = {i.id: i for i in self.store.processes()}
+        state, procs = self.store.read_all(self.view.keys())
+        self.view = {i.id: i for i in procs}
         return self._lease_error(state)
 
     def _read_acked(self, ids: set[str]) -> str | None:

@@ -16,6 +16,7 @@ publishing the resume event although the key is gone.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -261,6 +262,31 @@ class Store:
         raws = self.client.mget([p.proc_key(self.scope, i) for i in ids])
         out = [info for info in map(_decode_info, raws) if info is not None]
         return sorted(out, key=lambda i: (i.host, i.pid, i.id))
+
+    def read_all(self, known: Collection[str] = ()) -> tuple[LeaseState, list[p.ProcessInfo]]:
+        """:meth:`read` plus every live process (as :meth:`processes`; raises
+        ProtocolError on an unreadable lease as :meth:`read` does), from one MULTI:
+        one round trip when ``known`` -- the ids the caller saw last time -- covers the
+        index, a second one for the heartbeats of ids it did not know.  A drain wait's
+        verifying read: each round trip inside the pause window costs ~0.3 ms here."""
+        guess = sorted(known)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.lease_key)
+        pipe.pttl(self.lease_key)
+        pipe.get(self.resumed_key)
+        pipe.zrange(self.index_key, 0, -1)
+        if guess:
+            pipe.mget([p.proc_key(self.scope, i) for i in guess])
+        raw_lease, pttl, raw_resumed, raw_ids, *rest = pipe.execute()
+        raws = dict(zip(guess, rest[0], strict=True)) if guess else {}
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+        unknown = [i for i in ids if i not in raws]
+        if unknown:  # processes that appeared since: their heartbeats, a moment later
+            raws.update(zip(unknown, self.client.mget([p.proc_key(self.scope, i)
+                                                       for i in unknown]), strict=True))
+        out = [info for info in (_decode_info(raws[i]) for i in ids) if info is not None]
+        out.sort(key=lambda i: (i.host, i.pid, i.id))
+        return self._lease_state(raw_lease, pttl, raw_resumed), out
 
 
 def _decode_info(raw: Any) -> p.ProcessInfo | None:

@@ -40,18 +40,18 @@ class Spy:
 
     def __init__(self, store: Store) -> None:
         self.calls: list[tuple[str, Any]] = []
-        processes, read_with = store.processes, store.read_with
+        read_all, read_with = store.read_all, store.read_with
 
-        def full() -> list[p.ProcessInfo]:
-            out = processes()
-            self.calls.append(("full", len(out)))
+        def full(known: Any = ()) -> Any:
+            out = read_all(known)
+            self.calls.append(("full", len(out[1])))
             return out
 
         def acked(ids: list[str]) -> Any:
             self.calls.append(("acked", list(ids)))
             return read_with(ids)
 
-        store.processes = full  # type: ignore[method-assign]
+        store.read_all = full  # type: ignore[method-assign]
         store.read_with = acked  # type: ignore[method-assign]
 
     def acked_ids(self) -> set[str]:
@@ -122,15 +122,19 @@ def test_acks_re_read_only_the_acked_processes_and_drained_comes_from_a_full_rea
     spy = Spy(ctl.store)
     t, out = in_thread(lambda: h.wait_drained(30))
     assert wait_for(lambda: spy.calls, 10)
-    for proc_id in procs:  # one process at a time: each wake-up reads just that one
+    for proc_id in procs[:-1]:  # one process at a time: each wake-up reads just that one
         beat(writer, proc_id, acked=h.token, notify=True)
-        assert wait_for(lambda proc_id=proc_id: proc_id in spy.acked_ids() or out, 10)
+        assert wait_for(lambda proc_id=proc_id: proc_id in spy.acked_ids(), 10)
+    assert not out
+    calls = len(spy.calls)
+    beat(writer, procs[-1], acked=h.token, notify=True)  # the last one still pending
     t.join(20)
     report = out[0]
     assert report.drained and len(report.processes) == 5
-    assert spy.acked_ids() == set(procs)
-    assert all(len(ids) < len(procs) for kind, ids in spy.calls if kind == "acked")
-    assert spy.calls[-1] == ("full", 5)  # the verdict came from one full read
+    assert spy.acked_ids() == set(procs[:-1])
+    assert all(len(ids) == 1 for kind, ids in spy.calls if kind == "acked")
+    # its ack went straight to the verifying full read: the verdict came from it alone
+    assert spy.calls[calls:] == [("full", 5)]
     h.resume()
 
 
@@ -146,8 +150,10 @@ def test_a_process_that_appeared_during_the_wait_must_ack_too(redis_url: str) ->
     beat(writer, "h:1:aaa", acked=h.token, notify=True)  # the one we knew of is done
     assert wait_for(lambda: ("full", 2) in spy.calls, 10)  # seen by the verifying read
     assert not out  # not drained: h:2 has not acknowledged
+    calls = len(spy.calls)
     beat(writer, "h:2:bbb", acked=h.token, in_flight=1, notify=True)
-    assert wait_for(lambda: "h:2:bbb" in spy.acked_ids(), 10)
+    # the only one pending acked: read at once, by the verifying full read
+    assert wait_for(lambda: ("full", 2) in spy.calls[calls:], 10)
     assert not out  # acked, but a request is still in flight
     beat(writer, "h:2:bbb", acked=h.token, notify=True)
     t.join(20)
