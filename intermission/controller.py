@@ -19,6 +19,7 @@ everywhere (see :mod:`intermission.handle`).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import socket
@@ -164,11 +165,16 @@ class Controller:
         return PauseHandle(self, lease, auto_renew, valid_until=sent + ttl, acks=acks)
 
     def open_acks(self) -> Any:
-        """Subscribe to this scope's acks now, ahead of a :meth:`pause` (``acks=``): a
-        pauser with time before its pause (roleswap's pre-sync) keeps the connection setup
-        out of the pause window.  None if Redis refused (the wait then subscribes itself).
-        Close an unused one with :func:`intermission.drain.close_acks`."""
-        return drain.open_acks(self.client, self.store.acks)
+        """Subscribe to this scope's acks now, ahead of a :meth:`pause` (``acks=``), and
+        read the live process ids: a pauser with time before its pause (roleswap's
+        pre-sync) keeps the connection setup out of the pause window, and the wait's
+        first read inside it is one round trip.  None if Redis refused (the wait then
+        subscribes itself).  Close an unused one with :func:`intermission.drain.close_acks`."""
+        acks = drain.open_acks(self.client, self.store.acks)
+        if acks is not None:  # else the wait's first read finds them (one round trip more)
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.store.process_ids()
+        return acks
 
     def attach(self, token: str, *, auto_renew: bool = False) -> PauseHandle:
         """A handle on the active pause ``token`` (e.g. after the pauser crashed)."""

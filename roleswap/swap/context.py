@@ -74,6 +74,7 @@ class SwapContext:
         self.switch: SwitchMethod | None = None
         self.pause_handle: Any = None
         self.pause_acks: Any = None  # the apps' acks, subscribed to before the pause
+        self.pause_controller: Any = None  # intermission's Controller (steps_traffic)
         self.notes: list[str] = []  # warnings worth showing in the report
         self.redis_master: str | None = None  # Sentinel: host:port written to (redis_failover)
 

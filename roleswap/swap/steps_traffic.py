@@ -33,14 +33,19 @@ def cluster_lock(ctx: SwapContext) -> ClusterLock | None:
 
 
 def controller(ctx: SwapContext) -> Controller:
-    """intermission's Controller on the swap's Redis client.  Its messages name the
-    Redis as roleswap's config does (masked URL + the config key), never as
-    intermission's own options (``--redis``, ``INTERMISSION_REDIS_URL``)."""
+    """intermission's Controller on the swap's Redis client, one per swap and client (a
+    Redis failover gives a new one): the pause step's wait then starts from the process
+    ids pre-sync's ``open_acks`` read.  Its messages name the Redis as roleswap's config
+    does (masked URL + the config key), never as intermission's own options
+    (``--redis``, ``INTERMISSION_REDIS_URL``)."""
     if ctx.redis is None:
         raise StepError("no [redis] url in the config: pausing traffic needs Redis",
                         remedy="add [redis] url, or run with --no-pause")
-    c = Controller(ctx.redis, ctx.config.scope)
-    c.url = redis_client.where(ctx.config)
+    c = ctx.pause_controller
+    if c is None or c.client is not ctx.redis:
+        c = Controller(ctx.redis, ctx.config.scope)
+        c.url = redis_client.where(ctx.config)
+        ctx.pause_controller = c
     return c
 
 

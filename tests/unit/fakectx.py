@@ -26,6 +26,7 @@ class FakeCtx:
     notes: list[str] = field(default_factory=list)
     switch: Any = None
     pause_acks: Any = None
+    pause_controller: Any = None
     redis: Any = None
 
     def dialect(self, name: str) -> Dialect:

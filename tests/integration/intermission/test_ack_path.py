@@ -90,6 +90,20 @@ def beat(store: Store, pid: int) -> None:
                                   paused=False, acked_token=None), 30.0, notify=False)
 
 
+def second_trips(client: redis.Redis) -> list[int]:
+    """Counts the MGETs sent on their own (a second round trip): the pipelined one goes
+    through the pipeline, not the client's method."""
+    calls: list[int] = []
+    mget = client.mget
+
+    def spy(*a: object, **kw: object) -> object:
+        calls.append(1)
+        return mget(*a, **kw)  # type: ignore[arg-type]
+
+    client.mget = spy  # type: ignore[method-assign]
+    return calls
+
+
 def test_read_all_is_one_round_trip_once_the_ids_are_known(fresh_redis: RedisServer) -> None:
     """Counted by Redis itself (a server of the test's own: nothing else runs commands)."""
     scope = new_scope()
@@ -97,17 +111,19 @@ def test_read_all_is_one_round_trip_once_the_ids_are_known(fresh_redis: RedisSer
     store = Store(client, scope)
     for i in (1, 2, 3):
         beat(store, i)
+    trips = second_trips(client)
     client.config_resetstat()
-    state, procs = store.read_all()
+    state, procs = store.read_all(())  # knowing nothing: the heartbeats in a second trip
     assert state.lease is None and [i.id for i in procs] == ["h:1:abc", "h:2:abc", "h:3:abc"]
     stats = client.info("commandstats")
-    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_mget"]["calls"] == 1  # 2 trips
+    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_mget"]["calls"] == 1
+    assert trips == [1]
 
     client.config_resetstat()
-    state, procs = store.read_all({i.id for i in procs})
+    state, procs = store.read_all()  # the ids it saw: all in the MULTI
     stats = client.info("commandstats")
-    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_mget"]["calls"] == 1  # 1 trip
-    assert len(procs) == 3
+    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_mget"]["calls"] == 1
+    assert trips == [1] and len(procs) == 3
 
     # one that appeared since, one that left, one known that never existed
     beat(store, 4)
@@ -115,7 +131,8 @@ def test_read_all_is_one_round_trip_once_the_ids_are_known(fresh_redis: RedisSer
     client.config_resetstat()
     _, procs = store.read_all({"h:1:abc", "h:2:abc", "h:3:abc", "h:9:abc"})
     assert [i.id for i in procs] == ["h:1:abc", "h:3:abc", "h:4:abc"]
-    assert client.info("commandstats")["cmdstat_mget"]["calls"] == 2  # the new one's own MGET
+    assert client.info("commandstats")["cmdstat_mget"]["calls"] == 2
+    assert trips == [1, 1]  # the new one's heartbeat, on its own
 
 
 def test_read_all_reports_an_unreadable_lease_as_read_does(redis_url: str) -> None:
@@ -127,3 +144,23 @@ def test_read_all_reports_an_unreadable_lease_as_read_does(redis_url: str) -> No
         store.read()
     with pytest.raises(ProtocolError):
         store.read_all()
+
+
+def test_open_acks_learns_the_process_ids_so_the_first_read_in_the_window_is_one_trip(
+        fresh_redis: RedisServer) -> None:
+    scope = new_scope()
+    client = redis.Redis.from_url(fresh_redis.url)
+    for i in (1, 2):
+        beat(Store(client, scope), i)
+    ctl = Controller(fresh_redis.url, scope)
+    acks = ctl.open_acks()  # before the pause (roleswap: pre-sync)
+    assert ctl.store.known_ids == {"h:1:abc", "h:2:abc"}
+    h = ctl.pause("t", ttl=30, acks=acks)
+    trips = second_trips(ctl.store.client)
+    client.config_resetstat()
+    report = h.wait_drained(0)  # one full read, then the verdict: not drained
+    stats = client.info("commandstats")
+    assert not report.drained and len(report.pending) == 2
+    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_mget"]["calls"] == 1
+    assert trips == []
+    h.resume()

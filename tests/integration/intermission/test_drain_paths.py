@@ -173,25 +173,37 @@ def test_a_timed_out_wait_reports_from_a_full_read(redis_url: str) -> None:
     h.resume()
 
 
-def test_resume_is_sent_before_the_renew_thread_is_joined(redis_url: str) -> None:
+def test_resume_does_not_wait_for_the_renew_thread_which_never_renews_after_it(
+        redis_url: str) -> None:
+    """Waiting for the renew thread's exit (a thread wake-up) is no part of the pause
+    window; the thread sees the stop and exits by itself, and no renew follows the
+    resume (the pause must not come back)."""
     ctl = Controller(redis_url, new_scope())
-    h = ctl.pause("t", ttl=30)  # auto-renewed
-    thread = h._thread
-    assert thread is not None
-    order: list[str] = []
-    store_resume = ctl.store.resume
-    thread_join = thread.join
+    h = ctl.pause("t", ttl=1.0)  # renewed every 0.33 s
+    done = h._renew_done
+    assert done is not None
+    waited: list[float | None] = []
+    wait = done.wait
 
-    def resume(*a: Any, **kw: Any) -> Any:
-        order.append("resume")
-        return store_resume(*a, **kw)
+    def spy_wait(timeout: float | None = None) -> bool:
+        waited.append(timeout)
+        return wait(timeout)
 
-    def join(timeout: float | None = None) -> None:
-        order.append("join")
-        thread_join(timeout)
+    done.wait = spy_wait  # type: ignore[method-assign]
+    renews: list[float] = []
+    set_lease = ctl.store.set_lease
 
-    ctl.store.resume = resume  # type: ignore[method-assign]
-    thread.join = join  # type: ignore[method-assign]
+    def spy_set(lease: p.Lease, *, renew: bool) -> Any:
+        renews.append(time.monotonic())
+        return set_lease(lease, renew=renew)
+
+    ctl.store.set_lease = spy_set  # type: ignore[method-assign]
+    assert wait_for(lambda: renews, 5)  # it renews while held
     assert h.resume() is ResumeOutcome.RESUMED
-    assert order == ["resume", "join"] and not thread.is_alive()
+    resumed_at = time.monotonic()
+    assert waited == []  # resume did not wait for the thread
+    assert wait(5)  # which exits by itself
+    time.sleep(0.5)  # more than a renew interval
+    assert not [t for t in renews if t > resumed_at]
     assert h.lost is None and ctl.read().lease is None
+    assert h.stop_renewing(0)  # already gone: nothing to wait for
