@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from roleswap.errors import RoleSwapError
 from roleswap.mysql.dialect import MARIADB
-from roleswap.mysql.gtid import GtidSet, MariaGtidPos
+from roleswap.mysql.lag import applied_all
 from roleswap.mysql.replica_status import FilterSetting, ReplicaStatus
 from roleswap.mysql.topology import Server, Topology
 from roleswap.swap.check import Check
@@ -123,26 +123,11 @@ def lag_check(s: Server, t: Server, r: ReplicaStatus, max_lag: float) -> Check:
     limit = f"(limit {max_lag:g}s)"
     if lag is not None and lag <= max_lag:
         return Check.ok("lag", f"{t.name} is {lag}s behind {limit}")
-    if lag is not None and _applied_all(s, t):
+    if lag is not None and applied_all(s, t):
         return Check.ok("lag", f"{t.name} has applied every transaction {s.name} has logged; "
                         f"its {lag}s Seconds_Behind is a stale event's timestamp {limit}")
     return Check.fail("lag", f"{t.name} is {lag if lag is not None else '?'}s behind {limit}",
                       "wait for it to catch up, or raise --max-lag")
-
-
-def _applied_all(s: Server, t: Server) -> bool:
-    """``t`` has applied (executed, logged or not) everything ``s`` has logged; False
-    when either position is unknown or empty (MySQL with gtid_mode OFF logs none: an
-    empty set proves nothing) or the flavors differ."""
-    want = s.gtid_position
-    have = t.gtid_current_pos if t.gtid_current_pos is not None else t.gtid_executed
-    if want is None or want.is_empty() or not (s.gtid_mode and t.gtid_mode):
-        return False
-    if isinstance(want, MariaGtidPos) and isinstance(have, MariaGtidPos):
-        return have.contains(want)
-    if isinstance(want, GtidSet) and isinstance(have, GtidSet):
-        return want.issubset(have)
-    return False
 
 
 def _target_settings(s: Server, t: Server) -> list[Check]:

@@ -3,8 +3,9 @@
 Only a DIRECT replica of ``source`` that could pass preflight is eligible: readable,
 both threads running, no replication delay, no replication filters, the same flavor
 and major version as ``source``, and not marked ``candidate = false`` in the config.
-Among those: the highest ``priority`` (config, default 0), then the least lag, then the
-name.  The choice says why, and why not each other replica.  Never writes.
+Among those: the highest ``priority`` (config, default 0), then the least lag (as
+:func:`roleswap.mysql.lag.effective_lag` says), then the name.  The choice says why, and
+why not each other replica.  Never writes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from roleswap.config import Config
 from roleswap.errors import PreflightError, UsageError
+from roleswap.mysql.lag import effective_lag
 from roleswap.mysql.topology import Server, Topology
 
 
@@ -70,8 +72,9 @@ def choose_target(config: Config, topo: Topology, source: str) -> TargetChoice:
         return int(config.server(r.name).extra.get("priority", 0))
 
     def lag(r: Server) -> float:
-        return float("inf") if r.replica is None or r.replica.seconds_behind is None \
-            else float(r.replica.seconds_behind)
+        # 0 for one that has applied all src logged, whatever a stale Seconds_Behind says
+        value = effective_lag(src, r)
+        return float("inf") if value is None else value
 
     ranked = sorted(eligible, key=lambda r: (-prio(r), lag(r), r.name))
     best = ranked[0]

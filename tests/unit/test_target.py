@@ -105,3 +105,21 @@ def test_bad_priority_or_candidate_is_a_config_error(extra: dict[str, Any], need
     with pytest.raises(ConfigError) as e:
         config(db2=extra)
     assert needle in e.value.message
+
+
+def test_a_stale_seconds_behind_does_not_rank_a_caught_up_replica_last() -> None:
+    """db2 has applied every GTID db1 logged but reports 14 s (MariaDB, just after a
+    reconnect: the age of db1's binlog header); db3 really is 2 s behind."""
+    from dataclasses import replace
+
+    from roleswap.mysql.gtid import MariaGtidPos
+
+    def gtid(s: Server, applied: str) -> Server:
+        return replace(s, gtid_mode=True, gtid_position=MariaGtidPos.parse(applied),
+                       gtid_current_pos=MariaGtidPos.parse(applied))
+
+    t = topo(gtid(srv("db1"), "0-1-100"), gtid(srv("db2", Seconds_Behind_Master=14), "0-1-100"),
+             gtid(srv("db3", Seconds_Behind_Master=2), "0-1-97"))
+    c = choose_target(config(), t, "db1")
+    assert c.target == "db2" and "lag 0 s" in c.reason
+    assert dict(c.others) == {"db3": "priority 0, lag 2 s"}
