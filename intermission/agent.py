@@ -376,7 +376,7 @@ class Agent:
         self._beat_now.set()
 
     def _write_beat(self, *, always: bool) -> None:
-        """Write the gate's state now.  Both threads write (see :meth:`_ack_from_watcher`),
+        """Write the gate's state now.  Both threads write (see :meth:`_flush_deferred`),
         one at a time and each from a snapshot taken under that lock, so a later write
         never carries an older state.  ``always=False``: only if a change is still
         unwritten (the other thread may have written it meanwhile)."""
