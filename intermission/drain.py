@@ -166,9 +166,9 @@ class _Wait:
             full = got is None or error is not None or covered
 
     def _read_full(self) -> str | None:
-        # the first read guesses the ids the store saw last (Controller.open_acks reads
-        # them before the pause): one round trip instead of two inside the window
-        state, procs = self.store.read_all(self.view.keys() if self.view else None)
+        # guesses the ids the store saw in the index last (Controller.open_acks reads them
+        # before the pause): one round trip instead of two inside the window
+        state, procs = self.store.read_all()
         self.view = {i.id: i for i in procs}
         return self._lease_error(state)
 

@@ -209,15 +209,20 @@ class Store:
     def read_with(self, proc_ids: list[str]) -> tuple[LeaseState, list[p.ProcessInfo | None]]:
         """:meth:`read`, plus the heartbeats of ``proc_ids`` (None: gone or unreadable),
         in one round trip.  A drain wait re-reads only the processes that just acked."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(self.lease_key)
-        pipe.pttl(self.lease_key)
-        pipe.get(self.resumed_key)
+        pipe = self._lease_pipe()
         if proc_ids:
             pipe.mget([p.proc_key(self.scope, i) for i in proc_ids])
         raw_lease, pttl, raw_resumed, *rest = pipe.execute()
         infos = [_decode_info(raw) for raw in rest[0]] if proc_ids else []
         return self._lease_state(raw_lease, pttl, raw_resumed), infos
+
+    def _lease_pipe(self) -> Any:
+        """A MULTI with what :meth:`read` reads queued: lease, its PTTL, resume record."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.lease_key)
+        pipe.pttl(self.lease_key)
+        pipe.get(self.resumed_key)
+        return pipe
 
     @staticmethod
     def _lease_state(raw_lease: Any, pttl: Any, raw_resumed: Any) -> LeaseState:
@@ -267,8 +272,7 @@ class Store:
     def process_ids(self) -> list[str]:
         """The ids in the live-process index (one round trip; remembered as
         :attr:`known_ids`)."""
-        ids = [i.decode() if isinstance(i, bytes) else str(i)
-               for i in self.client.zrange(self.index_key, 0, -1)]
+        ids = _decode_ids(self.client.zrange(self.index_key, 0, -1))
         self.known_ids = frozenset(ids)
         return ids
 
@@ -280,16 +284,13 @@ class Store:
         second one for the heartbeats of ids it did not know.  A drain wait's reads:
         each round trip inside the pause window costs 0.3-0.5 ms on the lab's VMs."""
         guess = sorted(self.known_ids if known is None else known)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(self.lease_key)
-        pipe.pttl(self.lease_key)
-        pipe.get(self.resumed_key)
+        pipe = self._lease_pipe()
         pipe.zrange(self.index_key, 0, -1)
         if guess:
             pipe.mget([p.proc_key(self.scope, i) for i in guess])
         raw_lease, pttl, raw_resumed, raw_ids, *rest = pipe.execute()
         raws = dict(zip(guess, rest[0], strict=True)) if guess else {}
-        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+        ids = _decode_ids(raw_ids)
         unknown = [i for i in ids if i not in raws]
         if unknown:  # processes that appeared since: their heartbeats, a moment later
             raws.update(zip(unknown, self.client.mget([p.proc_key(self.scope, i)
@@ -298,6 +299,10 @@ class Store:
         out = [info for info in (_decode_info(raws[i]) for i in ids) if info is not None]
         out.sort(key=lambda i: (i.host, i.pid, i.id))
         return self._lease_state(raw_lease, pttl, raw_resumed), out
+
+
+def _decode_ids(raw: list[Any]) -> list[str]:
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
 
 
 def _decode_info(raw: Any) -> p.ProcessInfo | None:

@@ -42,7 +42,7 @@ class Spy:
         self.calls: list[tuple[str, Any]] = []
         read_all, read_with = store.read_all, store.read_with
 
-        def full(known: Any = ()) -> Any:
+        def full(known: Any = None) -> Any:
             out = read_all(known)
             self.calls.append(("full", len(out[1])))
             return out
