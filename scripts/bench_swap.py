@@ -35,6 +35,10 @@ Scale (issue 13; scripts/bench_load.py and scripts/bench_topo.py):
   replicas     --replica-swaps swaps of ours on labs of each of --replica-counts replicas:
                swap total, pause window, repoint step and whether it sat inside the pause
 
+Before any load, the swap and rate sections measure the machine's own floor on their lab
+(scripts/bench_floor.py: Redis and MySQL round trips hot and idle, a wake-up, a fork): the
+pause window of two machines only compares next to those figures.
+
 Options: scripts/bench_swap.py --help.
 """
 
@@ -56,6 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_floor import floor_line, measure_floor  # noqa: E402
 from bench_haproxy import haproxy_section  # noqa: E402
 from bench_load import write_rate_section, write_rate_table  # noqa: E402
 from bench_topo import (  # noqa: E402
@@ -181,6 +186,9 @@ def parse_args() -> argparse.Namespace:
                                          f"of {BENCH_SUBNETS[0]}..{BENCH_SUBNETS[-1]})")
     ap.add_argument("--haproxy-swaps", type=int, default=10,
                     help="swaps with the haproxy method, the app connecting through HAProxy (default 10)")
+    ap.add_argument("--client", choices=("httpx", "stdlib"), default="httpx",
+                    help="the load generator's HTTP client in the swap, vip, haproxy, replica and flavor "
+                         "sections (default httpx; stdlib costs the generator about a third of the CPU)")
     ap.add_argument("--gap", type=float, default=0.3, help="seconds of plain load between swaps")
     ap.add_argument("--server", action="append", metavar="NAME[,NAME...]",
                     help=f"server flavors (default: all of {', '.join(FLAVORS)}); the first gets every "
@@ -292,7 +300,7 @@ def swap_sections(lab: Lab, app_dir: Path, args: argparse.Namespace, common: dic
 def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], apps: list[Any],
             labs: list[Path]) -> None:
     sections = args.sections
-    common = {"rate": args.rate, "gap": args.gap, "warmup": 1.0, "settle": 0.5}
+    common = {"rate": args.rate, "gap": args.gap, "warmup": 1.0, "settle": 0.5, "client": args.client}
     no_rate = {k: v for k, v in common.items() if k != "rate"}
     main_label = server_label(args.servers[0])
     results["server"] = main_label
@@ -304,6 +312,8 @@ def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], apps: 
         lab_dir = tmp / "lab"
         labs.append(lab_dir)
         lab = lab_up(lab_dir, server=args.servers[0])
+        results["machine"]["floor"] = measure_floor(lab)  # before any load: the box's own costs
+        print(floor_line(results["machine"]["floor"]), flush=True)
         if "swap" in sections:
             swap_sections(lab, tmp, args, common, results)
         if "rate" in sections:
@@ -337,8 +347,8 @@ def main() -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "rate": args.rate, "write_ratio": 0.5, "app": "Flask on gunicorn, 4 workers x 8 threads (gthread)",
         "swaps": args.swaps, "original_swaps": args.original, "vip_swaps": args.vip_swaps,
-        "haproxy_swaps": args.haproxy_swaps, "servers": args.servers, "flavor_swaps": args.flavor_swaps,
-        "sections": args.sections,
+        "haproxy_swaps": args.haproxy_swaps, "client": args.client, "servers": args.servers,
+        "flavor_swaps": args.flavor_swaps, "sections": args.sections,
         "rates": args.rates, "rate_swaps": args.rate_swaps, "big_trx_rows": args.big_trx_rows,
         "big_trx_swaps": args.big_trx_swaps, "replica_counts": args.replica_counts,
         "replica_swaps": args.replica_swaps,
@@ -376,7 +386,11 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     m = results["machine"]
     print(f"\nbench_swap: {results['command']}  ({m['nproc']} x {m['cpu']}, {results['seconds']} s)")
     if any(k in results for k in ("ours", "vip", "haproxy")):
-        print(f"load: {args.rate:g} req/s (half writes) on {results['app']}; server {results['server']}\n")
+        print(f"load: {args.rate:g} req/s (half writes) on {results['app']}, client {args.client}; "
+              f"server {results['server']}")
+        if "floor" in m:
+            print(floor_line(m["floor"]))
+        print()
         print(main_table(results))
     names = {"ours": "ours", "ours_host": "ours, host agent", "vip": "ours, vip",
              "haproxy": "ours, haproxy"}
