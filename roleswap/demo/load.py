@@ -286,10 +286,11 @@ class LoadGenerator:
             return Rec(kind, start, time.monotonic(), 0, type(e).__name__, key=key)
         end = time.monotonic()
         rec = Rec(kind, start, end, resp.status_code, key=key, row_id=target)
-        held = resp.headers.get("X-Demo-Held-Ms")
+        # lower-case names: the stdlib client's dict has them so; httpx's lookup ignores case
+        held = resp.headers.get("x-demo-held-ms")
         rec.held_ms = float(held) if held else None
-        rec.served_paused = resp.headers.get("X-Demo-Served-Paused") == "1"
-        rec.pid = int(resp.headers.get("X-Demo-Pid") or 0)
+        rec.served_paused = resp.headers.get("x-demo-served-paused") == "1"
+        rec.pid = int(resp.headers.get("x-demo-pid") or 0)
         try:
             body = resp.json()
         except ValueError:
