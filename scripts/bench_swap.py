@@ -399,7 +399,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if windows:
         results["window_profile"] = windows
         print("\nthe pause window step by step (p50; 'between steps' = the runner's own time: one "
-              "journal write per step boundary, events):\n")
+              "journal write per step boundary, its reply read with the next; events):\n")
         print(window_table({names[k]: v for k, v in windows.items()}))
     if "write_rate" in results:
         w = results["write_rate"]

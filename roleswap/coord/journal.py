@@ -5,7 +5,9 @@ Redis outage does not lose it).  Each write bumps ``seq``; :meth:`Journal.load`
 returns whichever copy is newer.  The file is append-only JSON lines, one full
 record per write (an append costs ~20 µs where rewrite-and-rename cost ~0.4 ms,
 which matters inside the pause window); the last complete line wins, so a torn
-final line after a crash is simply ignored.  The record is plain JSON:
+final line after a crash is simply ignored.  The Redis copy is sent without waiting for
+its reply (read with the next write; see ``_send``): no step waits on that round trip.
+The record is plain JSON:
 
     {"swap_id", "cluster", "from", "to", "mode", "phase", "seq", "started_at",
      "host", "pid", "plan": [names], "steps": [{"name", "status", "ms", "error"}],
