@@ -240,8 +240,14 @@ class PauseHandle:
         acks, self._acks = self._acks, None
         close_acks(acks)
 
-    def resume(self, payload: dict[str, Any] | None = None) -> ResumeOutcome:
+    def resume(self, payload: dict[str, Any] | None = None, *,
+               keep_subscription: bool = False) -> ResumeOutcome:
         """End this pause (idempotent: a second call reports ``ALREADY_RESUMED``).
+
+        ``keep_subscription``: leave the ack subscription open; the caller closes it with
+        :meth:`close_subscription` once the resume is behind it.  Closing it (disconnect
+        and give the connection back, 0.15 ms measured) is no part of ending the pause,
+        so a pauser that times its window (roleswap) does it after the window.
 
         If the key is gone while our lease is still valid by our clock, the pause is
         ended anyway (``RESUMED_AFTER_LOSS``); :meth:`describe` words the outcome.
@@ -255,14 +261,16 @@ class PauseHandle:
         try:
             with self._lock:
                 if self.outcome is not None:
-                    return ResumeOutcome.ALREADY_RESUMED  # by us: no need to ask Redis
-                in_force = time.monotonic() < self.valid_until
-                outcome = self.controller.resume(token=self.token, payload=payload,
-                                                 in_force=in_force)
-                if outcome.ended:
-                    self.outcome = outcome
+                    outcome = ResumeOutcome.ALREADY_RESUMED  # by us: no need to ask Redis
+                else:
+                    outcome = self.controller.resume(
+                        token=self.token, payload=payload,
+                        in_force=time.monotonic() < self.valid_until)
+                    if outcome.ended:
+                        self.outcome = outcome
         finally:
-            self.close_subscription()
+            if not keep_subscription:
+                self.close_subscription()
         if outcome is ResumeOutcome.RESUMED_AFTER_LOSS:
             log.warning("intermission: pause %s of scope %r: %s", self.token,
                         self.controller.scope, self.describe(outcome))

@@ -73,6 +73,7 @@ class SwapContext:
         self._dialects: dict[str, Dialect] = {}
         self.switch: SwitchMethod | None = None
         self.pause_handle: Any = None
+        self.resumed_handle: Any = None  # its ack subscription is closed after the window
         self.pause_acks: Any = None  # the apps' acks, subscribed to before the pause
         self.pause_controller: Any = None  # intermission's Controller (steps_traffic)
         self.notes: list[str] = []  # warnings worth showing in the report
@@ -127,6 +128,9 @@ class SwapContext:
             self.pause_acks = None
         if self.pause_handle is not None:  # never resumed by us (its lease ends at its TTL)
             self.pause_handle.close_subscription()
+        if self.resumed_handle is not None:  # resumed: its subscription was left for now
+            self.resumed_handle.close_subscription()
+            self.resumed_handle = None
         for c in self._conns.values():
             with contextlib.suppress(Exception):  # closing a dead connection is not an error
                 c.close()

@@ -189,7 +189,9 @@ def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
     handle = ctx.pause_handle
     try:
         if handle is not None:
-            outcome = handle.resume(payload=payload)
+            # Its ack subscription is closed by ctx.close(), after the swap: closing
+            # it here would add 0.15 ms to the pause window and buy nothing.
+            outcome = handle.resume(payload=payload, keep_subscription=True)
         elif ctx.state.get("pause_token"):
             outcome = controller(ctx).resume(token=ctx.state["pause_token"], payload=payload)
         else:
@@ -199,7 +201,7 @@ def _resume(ctx: SwapContext, payload: dict[str, Any] | None) -> str:
                         remedy=f"the pause ends by itself within {ctx.opts.pause_ttl:g}s "
                                f"(lease TTL); or run `intermission resume --scope {ctx.config.scope}`"
                         ) from None
-    ctx.pause_handle = None
+    ctx.pause_handle, ctx.resumed_handle = None, handle
     if outcome.ended:  # RESUMED, or RESUMED_AFTER_LOSS (the key was lost: Redis restarted?)
         said = describe_resume(outcome, len(handle.reasserted) if handle is not None else 0)
         if said != "resumed":

@@ -175,6 +175,32 @@ def test_the_pause_token_is_journaled_before_the_pause_and_nothing_inside_it(
     assert resumed is not None and resumed.token == token  # the pause that ran had that token
 
 
+def test_the_ack_subscription_is_closed_after_the_pause_window_not_inside_it(
+        module_lab: RunningLab) -> None:
+    """Closing the subscription (0.15 ms) is no part of ending the pause: when the resume
+    step has finished it is still open, and the swap's end closes it (nothing leaks)."""
+    from intermission.protocol import acks_channel
+    from roleswap import Cluster
+    from roleswap.events import Event, StepDone
+
+    lab = module_lab
+    assert lab.config.redis_url is not None
+    r = redis.Redis.from_url(lab.config.redis_url.reveal())
+    channel = acks_channel(lab.config.scope)
+    source = _writable(lab)
+    target = "db2" if source != "db2" else "db1"
+    seen: dict[str, int] = {}
+
+    def on_event(e: Event) -> None:
+        if isinstance(e, StepDone) and e.step.name == "resume":
+            seen["at resume's end"] = dict(r.pubsub_numsub(channel))[channel.encode()]
+
+    result = Cluster.from_config(lab.config_path).swap(source, target, on_event=on_event)
+    assert result.ok, result
+    assert seen == {"at resume's end": 1}, "the subscription was closed inside the window"
+    assert dict(r.pubsub_numsub(channel))[channel.encode()] == 0, "left open after the swap"
+
+
 def _writable(lab: RunningLab) -> str:
     snap = snapshot(lab)
     return next(name for name, s in snap.items() if not s["read_only"])

@@ -78,6 +78,25 @@ def test_pause_subscribes_to_acks_before_the_window_and_the_handle_keeps_it_unti
     assert numsub(r, acks) == 1  # the same one: not a second subscription
     assert h.resume() is ResumeOutcome.RESUMED
     assert numsub(r, acks) == 0  # resume closed it
+
+
+def test_resume_can_leave_the_subscription_for_the_caller_to_close(redis_url: str) -> None:
+    ctl = Controller(redis_url, new_scope())
+    r = redis.Redis.from_url(redis_url)
+    acks = p.acks_channel(ctl.scope)
+    h = ctl.pause("t", ttl=10, auto_renew=False)
+    assert h.wait_drained(1).drained
+    assert h.resume(keep_subscription=True) is ResumeOutcome.RESUMED
+    assert ctl.read().lease is None  # the pause has ended ...
+    assert numsub(r, acks) == 1  # ... and the subscription is still open
+    h.close_subscription()
+    assert numsub(r, acks) == 0
+    # a second resume (already resumed by us) closes what is left by default
+    h2 = ctl.pause("t2", ttl=10, auto_renew=False)
+    assert h2.wait_drained(1).drained
+    assert h2.resume(keep_subscription=True) is ResumeOutcome.RESUMED
+    assert h2.resume() is ResumeOutcome.ALREADY_RESUMED
+    assert numsub(r, acks) == 0
     h2 = ctl.pause("t", ttl=10, auto_renew=False)
     assert numsub(r, acks) == 1
     h2.resume()  # never waited: resume closes it
