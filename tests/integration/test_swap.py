@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -136,22 +137,18 @@ def test_without_yes_asks_and_no_means_nothing_changes(module_lab: RunningLab) -
 def test_the_pause_step_starts_with_the_apps_acks_already_subscribed(module_lab: RunningLab) -> None:
     """Pre-sync subscribes to the apps' acks: when the pause step begins the subscription
     exists, so no connection setup sits inside the pause window (it once cost ~1 ms)."""
-    from intermission.protocol import acks_channel
     from tests.integration.swaphelp import BackgroundSwap, last_journal_step
 
     lab = module_lab
-    assert lab.config.redis_url is not None
-    r = redis.Redis.from_url(lab.config.redis_url.reveal())
-    channel = acks_channel(lab.config.scope)
-    source = _writable(lab)
-    target = "db2" if source != "db2" else "db1"
+    subscribers = _ack_subscribers(lab)
+    source, target = _next_swap(lab)
     with BackgroundSwap(lab, source, target, env={"ROLESWAP_SLEEP_AT": "pause:before=1"}) as bg:
         bg.wait_for(lambda: last_journal_step(lab) == ("pause", "running"))  # sleeps before it
-        subscribers = dict(r.pubsub_numsub(channel))[channel.encode()]
+        before_pause = subscribers()
         code, _data, printed = bg.result()
-    assert subscribers == 1, "no subscription to the acks before the pause step"
+    assert before_pause == 1, "no subscription to the acks before the pause step"
     assert code == 0, printed
-    assert dict(r.pubsub_numsub(channel))[channel.encode()] == 0  # closed after the drain
+    assert subscribers() == 0  # closed when the swap ended
 
 
 def test_the_pause_token_is_journaled_before_the_pause_and_nothing_inside_it(
@@ -179,26 +176,37 @@ def test_the_ack_subscription_is_closed_after_the_pause_window_not_inside_it(
         module_lab: RunningLab) -> None:
     """Closing the subscription (0.15 ms) is no part of ending the pause: when the resume
     step has finished it is still open, and the swap's end closes it (nothing leaks)."""
-    from intermission.protocol import acks_channel
     from roleswap import Cluster
     from roleswap.events import Event, StepDone
 
     lab = module_lab
-    assert lab.config.redis_url is not None
-    r = redis.Redis.from_url(lab.config.redis_url.reveal())
-    channel = acks_channel(lab.config.scope)
-    source = _writable(lab)
-    target = "db2" if source != "db2" else "db1"
+    subscribers = _ack_subscribers(lab)
+    source, target = _next_swap(lab)
     seen: dict[str, int] = {}
 
     def on_event(e: Event) -> None:
         if isinstance(e, StepDone) and e.step.name == "resume":
-            seen["at resume's end"] = dict(r.pubsub_numsub(channel))[channel.encode()]
+            seen["at resume's end"] = subscribers()
 
     result = Cluster.from_config(lab.config_path).swap(source, target, on_event=on_event)
     assert result.ok, result
     assert seen == {"at resume's end": 1}, "the subscription was closed inside the window"
-    assert dict(r.pubsub_numsub(channel))[channel.encode()] == 0, "left open after the swap"
+    assert subscribers() == 0, "left open after the swap"
+
+
+def _ack_subscribers(lab: RunningLab) -> Callable[[], int]:
+    """How many subscribe to the lab's acks channel (the pauser's subscription)."""
+    from intermission.protocol import acks_channel
+
+    assert lab.config.redis_url is not None
+    r = redis.Redis.from_url(lab.config.redis_url.reveal())
+    channel = acks_channel(lab.config.scope)
+    return lambda: int(dict(r.pubsub_numsub(channel))[channel.encode()])
+
+
+def _next_swap(lab: RunningLab) -> tuple[str, str]:
+    source = _writable(lab)
+    return source, "db2" if source != "db2" else "db1"
 
 
 def _writable(lab: RunningLab) -> str:
