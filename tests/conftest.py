@@ -23,6 +23,7 @@ from roleswap.mysql.dialect import (
     gtid_wait_reached,
     pos_wait_reached,
 )
+from roleswap.testing.interrupt import teardown_on_sigterm
 
 # The server flavor the labs run: `pytest --server mysql-9.7` (or ROLESWAP_TEST_SERVER);
 # scripts/test runs the server-dependent suites once per flavor.
@@ -34,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--server", default=os.environ.get(SERVER_ENV) or DEFAULT_SERVER,
                      help="lab server flavor for the integration, fault and e2e suites "
                           f"(default {DEFAULT_SERVER}; see `roleswap lab servers`)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (CI cancelling or timing out the run) tears the labs down as Ctrl-C does:
+    # their servers run in sessions of their own and would outlive us otherwise.
+    teardown_on_sigterm()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

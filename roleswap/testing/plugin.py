@@ -23,6 +23,9 @@ Fixtures:
   backend=..., gtid=...)`` starts a fresh cluster for this test only (unset arguments
   follow the settings above), torn down when the test ends;
 * ``roleswap_cluster_settings`` (scope session): the settings, resolved.
+
+Once one of them is used, SIGTERM to pytest (a CI job cancelled or timed out) ends the
+run as Ctrl-C does, so every cluster is torn down (unless SIGTERM already had a handler).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 import pytest
 
 from roleswap.testing.cluster import RunningCluster
+from roleswap.testing.interrupt import teardown_on_sigterm
 from roleswap.testing.start import (
     BACKENDS,
     DEFAULT_REPLICAS,
@@ -100,7 +104,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def roleswap_cluster_settings(pytestconfig: pytest.Config) -> ClusterSettings:
-    """The server flavor, backend and replicas ``roleswap_cluster`` uses."""
+    """The server flavor, backend and replicas ``roleswap_cluster`` uses.  Every fixture
+    that starts servers asks for it: from then on SIGTERM ends the run like Ctrl-C, so
+    the teardowns stop the servers (see :mod:`roleswap.testing.interrupt`)."""
+    teardown_on_sigterm()
     return settings(pytestconfig)
 
 

@@ -8,8 +8,10 @@ outside the repository, with the plugin from its entry point and nothing else).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -195,6 +198,60 @@ def assert_user_suite_result(res: subprocess.CompletedProcess[str], tmpdir: Path
     assert f"a user's test failed on the {backend} backend" in out, out
     assert list(tmpdir.iterdir()) == [], "a cluster was left behind"
     assert procs.servers_under(tmpdir) == []
+
+
+HELD_USER_TEST = '''
+import json
+import time
+from pathlib import Path
+
+from roleswap.lab import Lab
+
+def test_holds_its_cluster_until_pytest_is_terminated(roleswap_cluster_factory):
+    cluster = roleswap_cluster_factory(replicas=1)
+    nodes = Lab.load(cluster.config_path.parent).nodes
+    Path("started").write_text(json.dumps([[n.pid, n.marker] for n in nodes]))
+    time.sleep(600)
+'''
+
+
+def test_sigterm_to_pytest_tears_its_clusters_down(server_flavor: str, tmp_path: Path,
+                                                   short_tmp: Path) -> None:
+    """A CI job cancelled or timed out sends pytest SIGTERM: the run ends as with Ctrl-C
+    and the fixture's teardown stops the servers (they run in sessions of their own, so
+    nothing else would; before, they were all left running)."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "test_held.py").write_text(HELD_USER_TEST)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["TMPDIR"] = str(short_tmp)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                             "--roleswap-backend", "process", "--roleswap-server", server_flavor],
+                            cwd=user, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    started = user / "started"
+    nodes: list[list[Any]] = []
+    left: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)  # the file is written in one go, but not atomically
+        nodes = json.loads(started.read_text()) if started.exists() else []
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        left = [pid for pid, marker in nodes if procs.alive(pid, marker)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid, marker in nodes:  # what a failure of this test leaves
+            if procs.alive(pid, marker):
+                os.kill(pid, signal.SIGKILL)
+    assert len(nodes) == 3, f"the cluster did not start: {nodes}"  # db1, db2, redis
+    assert left == [], f"servers left running after SIGTERM: {left}\n{out}"
+    assert list(short_tmp.iterdir()) == [], "a cluster directory was left behind"
+    assert proc.returncode == 2 and "KeyboardInterrupt" in out, out  # pytest's "interrupted"
 
 
 def test_user_suite_with_the_fixture(server_flavor: str, tmp_path: Path, short_tmp: Path) -> None:

@@ -217,3 +217,38 @@ def test_plugin_refuses_bad_settings(tmp_path: Path, args: tuple[str, ...], ini:
     res, got = run_pytest(tmp_path, *args, ini=ini)
     assert res.returncode == 4 and got == {}  # a usage error: no test ran
     assert expect in res.stderr
+
+
+SIGTERM_CHILD = '''
+import os, signal, sys, time
+from roleswap.testing.interrupt import teardown_on_sigterm
+if sys.argv[1] == "own-handler":
+    signal.signal(signal.SIGTERM, lambda *_: print("own handler ran", flush=True))
+print("installed" if teardown_on_sigterm() else "left alone", flush=True)
+print("again" if teardown_on_sigterm() == (sys.argv[1] == "default") else "not idempotent",
+      flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(2)
+    print("no interrupt", flush=True)
+except KeyboardInterrupt as e:
+    print(f"teardown ran: {e}", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)  # a second one ends the process at once
+    time.sleep(5)
+    print("still alive after the second SIGTERM", flush=True)
+'''
+
+
+def test_sigterm_raises_keyboard_interrupt_once_then_ends_the_process() -> None:
+    res = subprocess.run([sys.executable, "-c", SIGTERM_CHILD, "default"], capture_output=True,
+                         text=True, timeout=30, check=False)
+    assert res.stdout.splitlines() == [
+        "installed", "again", "teardown ran: SIGTERM: tearing down the servers this run started"]
+    assert res.returncode == -15, res.stderr
+
+
+def test_sigterm_handler_someone_installed_is_left_alone() -> None:
+    res = subprocess.run([sys.executable, "-c", SIGTERM_CHILD, "own-handler"], capture_output=True,
+                         text=True, timeout=30, check=False)
+    assert res.stdout.splitlines()[:3] == ["left alone", "again", "own handler ran"]
+    assert res.returncode == 0, res.stderr
