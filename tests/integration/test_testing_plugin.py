@@ -210,7 +210,8 @@ from roleswap.lab import Lab
 def test_holds_its_cluster_until_pytest_is_terminated(roleswap_cluster_factory):
     cluster = roleswap_cluster_factory(replicas=1)
     nodes = Lab.load(cluster.config_path.parent).nodes
-    Path("started").write_text(json.dumps([[n.pid, n.marker] for n in nodes]))
+    Path("started.tmp").write_text(json.dumps([[n.pid, n.marker] for n in nodes]))
+    Path("started.tmp").rename("started")  # whole when it appears
     time.sleep(600)
 '''
 
@@ -236,7 +237,6 @@ def test_sigterm_to_pytest_tears_its_clusters_down(server_flavor: str, tmp_path:
         deadline = time.monotonic() + 300
         while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(0.2)  # the file is written in one go, but not atomically
         nodes = json.loads(started.read_text()) if started.exists() else []
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)

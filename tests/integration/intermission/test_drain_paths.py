@@ -78,6 +78,13 @@ def test_pause_subscribes_to_acks_before_the_window_and_the_handle_keeps_it_unti
     assert numsub(r, acks) == 1  # the same one: not a second subscription
     assert h.resume() is ResumeOutcome.RESUMED
     assert numsub(r, acks) == 0  # resume closed it
+    h2 = ctl.pause("t", ttl=10, auto_renew=False)
+    assert numsub(r, acks) == 1
+    h2.resume()  # never waited: resume closes it
+    assert numsub(r, acks) == 0
+    h3 = ctl.pause("t", ttl=10, auto_renew=False, prepare_drain=False)
+    assert numsub(r, acks) == 0
+    h3.resume()
 
 
 def test_resume_can_leave_the_subscription_for_the_caller_to_close(redis_url: str) -> None:
@@ -97,13 +104,6 @@ def test_resume_can_leave_the_subscription_for_the_caller_to_close(redis_url: st
     assert h2.resume(keep_subscription=True) is ResumeOutcome.RESUMED
     assert h2.resume() is ResumeOutcome.ALREADY_RESUMED
     assert numsub(r, acks) == 0
-    h2 = ctl.pause("t", ttl=10, auto_renew=False)
-    assert numsub(r, acks) == 1
-    h2.resume()  # never waited: resume closes it
-    assert numsub(r, acks) == 0
-    h3 = ctl.pause("t", ttl=10, auto_renew=False, prepare_drain=False)
-    assert numsub(r, acks) == 0
-    h3.resume()
 
 
 def test_the_pausers_next_command_after_the_wait_needs_no_new_connection(redis_url: str) -> None:
