@@ -35,6 +35,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--server", default=os.environ.get(SERVER_ENV) or DEFAULT_SERVER,
                      help="lab server flavor for the integration, fault and e2e suites "
                           f"(default {DEFAULT_SERVER}; see `roleswap lab servers`)")
+    parser.addoption("--flavor-rerun", action="store_true",
+                     help="this run repeats the suites on a further --server (scripts/test): "
+                          "deselect the tests whose outcome cannot depend on it")
+
+
+# A test depends on the flavor when it asks for one of these fixtures (directly or through
+# the fixtures it uses); every lab, cluster and flavor table parametrization goes through them.
+FLAVOR_FIXTURES = frozenset({"server_flavor", "flavor_name"})
+
+
+def runs_the_same_on_every_flavor(item: pytest.Item) -> str | None:
+    """Why ``item`` would only repeat itself on a further flavor, or None when it would not.
+
+    Either it never asks for the flavor (its servers, if any, are always the default
+    flavor), or it is marked ``flavor_independent("why")``: it does use the flavor, but
+    what it adds over the tests that run on every flavor is not the server's side."""
+    mark = item.get_closest_marker("flavor_independent")
+    if mark is not None:
+        return str(mark.args[0]) if mark.args else "marked flavor_independent"
+    if FLAVOR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+        return "never asks for the flavor"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --flavor-rerun, deselect what a further flavor would only repeat (CI's time)."""
+    if not config.getoption("--flavor-rerun"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if runs_the_same_on_every_flavor(item) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -50,6 +50,9 @@ def haproxy_app(haproxy_lab: Lab, tmp_path: Path) -> Iterator[AppServer]:
     server.stop()
 
 
+@pytest.mark.flavor_independent(
+    "the swap through HAProxy runs on every flavor in tests/integration/test_haproxy.py, "
+    "and an app under load on every flavor in test_swap_under_load.py")
 @pytest.mark.timeout(180)
 def test_wsgi_through_haproxy(haproxy_lab: Lab, haproxy_app: AppServer) -> None:
     assert ready_entries(haproxy_lab.config_path) == {"lab-haproxy": ["db1"]}

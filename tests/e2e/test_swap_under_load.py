@@ -53,6 +53,8 @@ def _assert_clean(res: ScenarioResult, server: AppServer) -> None:
     assert res.load.rate >= RATE * 0.8, f"load only reached {res.load.rate:.0f} req/s"
 
 
+@pytest.mark.flavor_independent(
+    "the same swaps as test_wsgi_gunicorn_four_workers (every flavor); only how the app acks differs")
 @pytest.mark.timeout(150)
 def test_wsgi_gunicorn_four_workers_attached_to_a_host_agent(module_lab: RunningLab, tmp_path: Path) -> None:
     """The same, with the 4 workers attached to one `intermission host-agent`: it alone
@@ -104,6 +106,8 @@ def test_wsgi_gunicorn_four_workers(module_lab: RunningLab, wsgi_app: AppServer,
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+@pytest.mark.flavor_independent(
+    "the same swaps as test_wsgi_gunicorn_four_workers (every flavor); only the app server differs")
 @pytest.mark.timeout(150)
 def test_asgi_uvicorn(module_lab: RunningLab, asgi_app: AppServer) -> None:
     res = run_scenario(module_lab.config_path, asgi_app.url, swaps=SWAPS, rate=RATE, gap=0.4)

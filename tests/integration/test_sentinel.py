@@ -45,6 +45,9 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(procs.which("redis-sentinel") is None,
                        reason="needs redis-sentinel (apt-get install -y redis-sentinel)"),
+    # scripts/test runs this file on its first flavor only (--flavor-rerun)
+    pytest.mark.flavor_independent("Sentinel and its failovers are Redis's side; the swaps they "
+                                   "carry are the ones every flavor runs in the other files"),
 ]
 
 
@@ -61,8 +64,8 @@ def slab(tmp_path_factory: pytest.TempPathFactory, server_flavor: str) -> Iterat
 @pytest.fixture
 def every_flavor_not_needed(server_flavor: str) -> None:
     """Skip on flavors other than the default: Sentinel's behaviour does not depend on
-    the MySQL flavor, and each failover takes ~20 s to settle.  (One failover test and
-    the lab's own test still run on every flavor.)"""
+    the MySQL flavor, and each failover takes ~20 s to settle.  (scripts/test's runs on
+    further flavors leave the whole file out: ``flavor_independent``.)"""
     if server_flavor != DEFAULT_SERVER:
         pytest.skip(f"Redis failover behaviour does not depend on the MySQL flavor: this runs "
                     f"on {DEFAULT_SERVER}")
