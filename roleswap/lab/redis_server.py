@@ -53,7 +53,11 @@ def start_redis(
         argv = [
             binary, "--port", str(p), "--bind", host, "--save", "", "--appendonly", "no",
             "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no",
-            "--logfile", str(workdir / "redis.log"), *extra,
+            "--logfile", str(workdir / "redis.log"),
+            # A replica's full sync starts at once: Redis 7 waits 5 s by default for more
+            # replicas to share a diskless transfer -- 5 s per Sentinel group started and
+            # per failed-over master re-attached, in a lab that never has another replica.
+            "--repl-diskless-sync-delay", "0", *extra,
         ]
         proc = procs.spawn(argv, workdir / "redis.out")
         server = RedisServer(host, p, proc.pid, workdir)
