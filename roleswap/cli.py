@@ -336,7 +336,7 @@ def lab_fetch_cmd(names: tuple[str, ...]) -> None:
 @click.option("--dir", "directory", default=".lab", show_default=True, type=click.Path())
 @report_errors
 def lab_down_cmd(directory: str) -> None:
-    """Stop everything the lab started (by PID) and remove its directory."""
+    """Kill everything the lab started (by PID) and remove its directory."""
     from roleswap.lab import lab_down
 
     stopped = lab_down(Path(directory))

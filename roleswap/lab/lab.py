@@ -27,7 +27,7 @@ from roleswap.lab.node import Engine, NodeSpec, root_connect_socket, start_node
 from roleswap.lab.provision import ensure_template, new_accounts, write_config
 from roleswap.lab.redis_server import start_redis
 from roleswap.lab.replication import make_writable, prove_replication, start_replication
-from roleswap.lab.state import CONFIG_FILE, DEFAULT_DIR, STATE_FILE, STOP_TIMEOUT, Lab, LabNode
+from roleswap.lab.state import CONFIG_FILE, DEFAULT_DIR, STATE_FILE, Lab, LabNode
 
 # Re-exported: callers (the plugin, tests) import these from roleswap.lab.lab.
 __all__ = ["CONFIG_FILE", "DEFAULT_DIR", "STATE_FILE", "Lab", "LabNode", "ensure_template",
@@ -165,7 +165,11 @@ def _start_with_retry(
 
 
 def lab_down(directory: Path | str = DEFAULT_DIR) -> list[str]:
-    """Stop every recorded process by PID (even after a crash) and remove the lab dir."""
+    """Kill every recorded process by PID (even after a crash) and remove the lab dir.
+
+    SIGKILL, not a clean shutdown: the servers' data goes with the directory, and a clean
+    one only costs time (a MySQL lab 2.0 s against 0.3 s, even with replication stopped
+    and the dump threads killed first; a busy MySQL primary took 11-13 s)."""
     directory = Path(directory).absolute()
     stopped: list[str] = []
     if (directory / STATE_FILE).exists():
@@ -173,22 +177,12 @@ def lab_down(directory: Path | str = DEFAULT_DIR) -> list[str]:
             lab = Lab.load(directory)
         except LabError:
             lab = Lab(directory)
-        # database servers in parallel (a MySQL shutdown takes seconds), then the rest
-        dbs = [n for n in lab.nodes if n.is_db]
-        mysql_socks = [Path(n.dir) / "mysqld.sock" for n in dbs if n.kind == "mysql" and n.alive()]
-        if mysql_socks:
-            from roleswap.lab.mysql import quiesce
-
-            quiesce(mysql_socks)
-        with ThreadPoolExecutor(max(1, len(dbs))) as pool:
-            done = list(pool.map(lambda n: procs.stop(n.pid, n.marker, timeout=STOP_TIMEOUT), dbs))
-        stopped += [n.name for n, was in zip(dbs, done, strict=True) if was]
         for n in lab.nodes:
-            if not n.is_db and procs.stop(n.pid, n.marker, timeout=15):
+            if procs.kill(n.pid, n.marker):
                 stopped.append(n.name)
         # spawned by a `lab up` that died before recording them (see procs.servers_under)
         for pid in procs.servers_under(directory):
-            if procs.stop(pid, str(directory), timeout=STOP_TIMEOUT):
+            if procs.kill(pid, str(directory)):
                 stopped.append(f"pid {pid}")
         if lab.hosts:
             from roleswap.lab.hosts import teardown

@@ -17,8 +17,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from roleswap.errors import LabError
@@ -163,45 +161,3 @@ def write_cnf(spec: NodeSpec) -> None:
         "",
     ]
     spec.cnf.write_text("\n".join(lines))
-
-
-def quiesce(sockets: list[Path]) -> None:
-    """Teardown only: let MySQL servers that are about to be stopped stop in ~1 s.
-
-    A MySQL source waits ~8-10 s at shutdown for its binlog dump threads, which stay
-    up after their replica is gone.  So first every node's replication stops (no
-    reconnects), then every node's dump threads are killed.  Best effort: a node that
-    does not answer within a second is skipped (it is then SIGTERMed as usual).
-    """
-    import pymysql
-
-    from roleswap.lab.node import root_connect_socket
-
-    def each(step: Callable[[pymysql.cursors.Cursor], None]) -> None:
-        def one(sock: Path) -> None:
-            try:
-                conn = root_connect_socket(sock, timeout=1.0)
-            except pymysql.err.MySQLError:
-                return
-            try:
-                with conn.cursor() as cur:
-                    step(cur)
-            except pymysql.err.MySQLError:
-                pass
-            finally:
-                conn.close()
-
-        with ThreadPoolExecutor(max(1, len(sockets))) as pool:
-            list(pool.map(one, sockets))
-
-    def stop_replication(cur: pymysql.cursors.Cursor) -> None:
-        for sql, args in node_dialect(cur).stop_replication():
-            cur.execute(sql, args)
-
-    def kill_dumps(cur: pymysql.cursors.Cursor) -> None:
-        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%%'")
-        for (thread_id,) in list(cur.fetchall()):
-            cur.execute("KILL %s", (int(thread_id),))
-
-    each(stop_replication)
-    each(kill_dumps)

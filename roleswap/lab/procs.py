@@ -7,6 +7,7 @@ someone else is never killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -192,6 +193,23 @@ def stop(pid: int, marker: str, timeout: float = 10.0) -> bool:
             if not alive(pid):
                 break
             time.sleep(0.01)
+    return True
+
+
+def kill(pid: int, marker: str, wait: float = 10.0) -> bool:
+    """SIGKILL ``pid`` if it is still our process; return once it is gone (reaped if it
+    is our child) or after ``wait`` seconds.  Returns True if a process was killed."""
+    if not alive(pid, marker):
+        _reap(pid)
+        return False
+    with contextlib.suppress(ProcessLookupError):  # gone meanwhile: reaped below
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid):
+            break
+        time.sleep(0.01)
     return True
 
 

@@ -21,7 +21,6 @@ from roleswap.lab.node import DB_KINDS
 STATE_FILE = "lab.json"
 CONFIG_FILE = "roleswap.toml"
 DEFAULT_DIR = ".lab"
-STOP_TIMEOUT = 30.0  # SIGTERM, then SIGKILL: a busy MySQL primary took 11-13 s to stop
 
 
 @dataclass
