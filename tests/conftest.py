@@ -45,18 +45,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 FLAVOR_FIXTURES = frozenset({"server_flavor", "flavor_name"})
 
 
-def runs_the_same_on_every_flavor(item: pytest.Item) -> str | None:
-    """Why ``item`` would only repeat itself on a further flavor, or None when it would not.
-
-    Either it never asks for the flavor (its servers, if any, are always the default
-    flavor), or it is marked ``flavor_independent("why")``: it does use the flavor, but
-    what it adds over the tests that run on every flavor is not the server's side."""
-    mark = item.get_closest_marker("flavor_independent")
-    if mark is not None:
-        return str(mark.args[0]) if mark.args else "marked flavor_independent"
-    if FLAVOR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
-        return "never asks for the flavor"
-    return None
+def runs_the_same_on_every_flavor(item: pytest.Item) -> bool:
+    """True when ``item`` would only repeat itself on a further flavor: it never asks for
+    the flavor (its servers, if any, are always the default flavor), or it is marked
+    ``flavor_independent("why")`` (it uses the flavor, but what it adds over the tests
+    that run on every flavor is not the server's side)."""
+    return (item.get_closest_marker("flavor_independent") is not None
+            or FLAVOR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

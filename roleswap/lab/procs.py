@@ -186,13 +186,7 @@ def stop(pid: int, marker: str, timeout: float = 10.0) -> bool:
         if not alive(pid):
             return True
         time.sleep(0.02)
-    if alive(pid, marker):
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(200):
-            _reap(pid)
-            if not alive(pid):
-                break
-            time.sleep(0.01)
+    kill(pid, marker, wait=2.0)
     return True
 
 
