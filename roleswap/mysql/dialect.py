@@ -97,12 +97,15 @@ class Dialect:
     # SHOW GRANTS includes the grants of the session's active roles (MariaDB), or never
     # expands roles (MySQL: privileges through roles cannot be checked from it).
     show_grants_expands_roles: bool = False
-    # Promotion stops the IO thread, then the SQL thread, instead of one STOP: MariaDB's
+    # Forgetting a source stops the IO thread, then the SQL thread, instead of one STOP: MariaDB's
     # STOP SLAVE kills the SQL thread first, and when THD::awake cannot take the lock the
     # idle SQL thread waits on, it sleeps 50 ms before trying again (WAIT_FOR_KILL_TRY_TIMES).
-    # Measured inside the pause window, 10.11, back-to-back swaps: one STOP SLAVE took
-    # 52-57 ms in 14 of 100 promotions, IO then SQL in 0 of 99 (11.8: 1 of 59 vs 0 of 59).
+    # Measured when promotion ran it inside the pause window, 10.11, back-to-back swaps: one
+    # STOP SLAVE took 52-57 ms in 14 of 100, IO then SQL in 0 of 99 (11.8: 1 of 59 vs 0 of 59).
     # MySQL locks instead of sleeping (no 50 ms step seen): one statement, one round trip.
+    # (Promotion now stops the SQL thread alone -- stop_applier -- and this runs after the
+    # resume: 1 of 600 idle swaps showed the 50 ms step there, for 0.7-1 ms less at p50
+    # than IO then SQL.)
     stop_io_thread_first: bool = False
 
     # -- reading ---------------------------------------------------------------
@@ -190,16 +193,28 @@ class Dialect:
         return [("SET SESSION lock_wait_timeout=%s", (lock_wait_timeout,)), *self.read_only()]
 
     def unfence(self) -> list[Stmt]:
-        """Make the server writable again (super_read_only first: it is the outer lock);
-        where read-only was persisted, drop that so my.cnf rules the next start."""
+        """Make the server writable again; where read-only was persisted, drop that so
+        my.cnf rules the next start (:meth:`forget_persisted_read_only`, then
+        :meth:`writable`)."""
+        return [*self.forget_persisted_read_only(), *self.writable()]
+
+    def writable(self) -> list[Stmt]:
+        """Writable now (super_read_only first: it is the outer lock), leaving any
+        persisted read-only in place: restarted before :meth:`forget_persisted_read_only`,
+        the server comes back read-only -- the safe side."""
         stmts: list[Stmt] = []
-        if self.persist_read_only:
-            stmts += [("RESET PERSIST IF EXISTS super_read_only", ()),
-                      ("RESET PERSIST IF EXISTS read_only", ())]
         if self.has_super_read_only:
             stmts.append(("SET GLOBAL super_read_only=0", ()))
         stmts.append(("SET GLOBAL read_only=0", ()))
         return stmts
+
+    def forget_persisted_read_only(self) -> list[Stmt]:
+        """Drop a read-only persisted by an earlier fence or demotion (MySQL 8.0+ writes
+        mysqld-auto.cnf: a file write and fsync, ~1 ms), so my.cnf rules the next start."""
+        if not self.persist_read_only:
+            return []
+        return [("RESET PERSIST IF EXISTS super_read_only", ()),
+                ("RESET PERSIST IF EXISTS read_only", ())]
 
     @property
     def fence_var(self) -> str:
@@ -220,8 +235,15 @@ class Dialect:
     def stop_replication(self) -> list[Stmt]:
         return [(self.stop_replica_sql, ())]
 
+    def stop_applier(self) -> list[Stmt]:
+        """Stop the SQL (applier) thread only: nothing more from the source is applied,
+        while the IO thread may go on copying events into the relay log (promotion; the
+        channel is reset after the resume).  The statement returns once the applier has
+        stopped; on a server that replicates from nothing it is a no-op (a note)."""
+        return [(f"{self.stop_replica_sql} SQL_THREAD", ())]
+
     def reset_replication(self) -> list[Stmt]:
-        """Stop replication and forget the source entirely (promotion)."""
+        """Stop replication and forget the source entirely (after a promotion)."""
         stops: list[Stmt] = [(self.stop_replica_sql, ())]
         if self.stop_io_thread_first:
             stops = [(f"{self.stop_replica_sql} IO_THREAD", ()), (f"{self.stop_replica_sql} SQL_THREAD", ())]

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 from roleswap.swap.context import SwapContext
 from roleswap.swap.step import Step
-from roleswap.swap.steps_db import Demote, PreSync, Promote, Repoint, Verify
+from roleswap.swap.steps_db import Demote, PreSync, Repoint, Verify
 from roleswap.swap.steps_fence import CatchUp, Fence, FenceCheck
+from roleswap.swap.steps_promote import Detach, Promote
 from roleswap.swap.steps_traffic import Lock, Pause, Resume, Unlock
 
 # (entry, condition): an entry is a Step class or the name of a switch phase.
@@ -27,6 +28,7 @@ PLAN: tuple[tuple[type[Step] | str, Callable[[SwapContext], bool]], ...] = (
     ("after_promote", lambda ctx: True),
     (FenceCheck, lambda ctx: True),
     (Resume, lambda ctx: True),
+    (Detach, lambda ctx: True),  # first after the resume: demote must not find it pointing back
     ("after_resume", lambda ctx: True),
     (Demote, lambda ctx: True),
     (Repoint, lambda ctx: True),

@@ -69,6 +69,20 @@ def is_read_only(ctx: SwapContext, name: str) -> bool:
     return bool(int(ctx.query(name, "SELECT @@GLOBAL.read_only AS ro")[0]["ro"]))
 
 
+def stop_applier(ctx: SwapContext, name: str) -> None:
+    """Stop ``name``'s applier (SQL thread): from here on nothing its source sends is
+    applied (the promotion, inside the pause window; :func:`forget_source` follows after
+    the resume).  With broken metadata the STOP itself can fail with 1201: the channel
+    is then forgotten at once (RESET SLAVE ALL still works)."""
+    d = ctx.dialect(name)
+    try:
+        ctx.run(name, d.stop_applier())
+    except ServerError as e:
+        if e.code not in BROKEN_METADATA:
+            raise
+        ctx.run(name, [(d.reset_replica_all_sql, ())])
+
+
 def forget_source(ctx: SwapContext, name: str) -> None:
     """Stop replication on ``name`` and forget its source (promotion).  With broken
     metadata STOP SLAVE itself can fail with 1201; RESET SLAVE ALL alone still works."""

@@ -1,5 +1,6 @@
-"""The database steps: pre-sync, promote, demote, repoint, verify (the fence and its
-checks are in :mod:`roleswap.swap.steps_fence`; positions in :mod:`roleswap.swap.positions`).
+"""The database steps: pre-sync, demote, repoint, verify (the fence and its checks are in
+:mod:`roleswap.swap.steps_fence`, promote and detach in :mod:`roleswap.swap.steps_promote`;
+positions in :mod:`roleswap.swap.positions`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ from roleswap.mysql.dialect import ReplicaStatus, Stmt
 from roleswap.swap.context import SwapContext
 from roleswap.swap.positions import POSITION_MODES, PositionMode, missed, mode
 from roleswap.swap.positions import fmt as _fmt
-from roleswap.swap.positions import read_file_pos as _read_file_pos
 from roleswap.swap.replica_ops import (
     follow,
-    forget_source,
-    is_read_only,
     point_to,
     replica_rows,
     replicates_from,
@@ -27,7 +25,7 @@ from roleswap.swap.replica_ops import (
 from roleswap.swap.step import Step
 from roleswap.swap.steps_traffic import prepare_pause
 
-__all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Promote", "Repoint", "Verify",
+__all__ = ["POSITION_MODES", "Demote", "PositionMode", "PreSync", "Repoint", "Verify",
            "mode", "point_to", "replica_rows", "replicates_from", "replication_address"]
 
 
@@ -77,49 +75,6 @@ class PreSync(Step):
         prepare_pause(ctx)
         return (f"close: the last of {self.ROUNDS} rounds waited {waited * 1000:.0f} ms (the target "
                 "applies about as fast as the primary writes; the paused catch-up waits the rest)")
-
-
-class Promote(Step):
-    """Stop replication on the target, forget its source, make it writable."""
-
-    name = "promote"
-
-    def title(self, ctx: SwapContext) -> str:
-        return f"promote {ctx.target}: stop + reset replication, read_only off"
-
-    def apply(self, ctx: SwapContext) -> str:
-        d = ctx.dialect(ctx.target)
-        forget_source(ctx, ctx.target)
-        # The new primary's coordinates before its first write: where file/pos replicas
-        # start.  Recorded once: a re-run (recover) after the target took writes must not
-        # move it past them.
-        if "promoted_at" not in ctx.state:
-            ctx.remember(promoted_at=_read_file_pos(ctx, ctx.target))
-        ctx.run(ctx.target, d.unfence())
-        return f"{ctx.target} writable"
-
-    def undo(self, ctx: SwapContext) -> str:
-        """Back to a read-only replica of the source -- unless it took writes of its own
-        (rolling back would lose them: recover finishes the swap instead)."""
-        from roleswap.swap.divergence import target_own_writes
-
-        if "promote" not in ctx.journal.last_status():
-            return f"{ctx.target} was never promoted"
-        d = ctx.dialect(ctx.target)
-        # read_only FIRST, then look: checked before, a write landing between the check
-        # and read_only would be stranded on the target (found by tests/faults).
-        was_writable = not is_read_only(ctx, ctx.target)
-        ctx.run(ctx.target, d.read_only())
-        own = target_own_writes(ctx)
-        if own:
-            if was_writable:
-                ctx.run(ctx.target, d.unfence())  # it stays the primary that holds those writes
-            raise StepError(f"{ctx.target} took writes of its own as the new primary ({own}); "
-                            "demoting it would lose them",
-                            remedy="run `roleswap recover`: it finishes the swap instead")
-        how = follow(ctx, ctx.target, ctx.source,
-                     lambda: point_to(ctx, ctx.target, ctx.source, ctx.state.get("final_position")))
-        return f"{ctx.target} read_only, replicating from {ctx.source} again{how}"
 
 
 class Demote(Step):

@@ -8,17 +8,21 @@ read-only; these tests check that recover then converges to one writable primary
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from roleswap.lab import nodes
+from roleswap.mysql.replica_status import ReplicaStatus
 from tests.conftest import RunningLab
 from tests.integration.swaphelp import (
     BackgroundSwap,
+    Writer,
     assert_same_data,
     back_to_db1,
     last_journal_step,
+    present_ids,
     primary_of,
     resync_replica,
     roleswap,
@@ -102,3 +106,50 @@ def test_a_rollback_does_not_claim_a_crashed_source_is_the_primary(lab: RunningL
     rec = roleswap(lab, "recover", "--yes")
     assert rec.returncode == 0, rec.stdout + rec.stderr
     wait_healthy(lab, "db1")
+
+
+def test_a_new_primary_killed_before_it_forgot_the_old_one_is_finished_by_recover(
+        lab: RunningLab) -> None:
+    """Promotion only stops the applier inside the pause window; the channel to db1 is
+    reset by `detach`, after the resume.  roleswap is killed just before detach, db2
+    (writable, taking writes) is then killed -9 and restarted: it comes back read-only
+    with its channel to db1 configured again.  Recover must finish -- db2 the only
+    writable server, its channel gone, db1 under it (never the two pointing at each
+    other), every acknowledged write present -- and a second run finds nothing to do."""
+    writer = Writer(lab)  # writes on whichever server is writable: db2 after the resume
+    writer.start()
+    try:
+        time.sleep(0.2)
+        code, _out = swap(lab, "db1", "db2", "--pause-ttl", "2",
+                          env={"ROLESWAP_KILL_AT": "detach:before"})
+        assert code == -9
+        assert primary_of(snapshot(lab)) == ["db2"]
+        assert replica_sources(lab, "db2") == [lab.config.servers["db1"].port]
+        took = len(writer.acked)
+        deadline = time.monotonic() + 10
+        while len(writer.acked) < took + 20:  # db2 takes writes of its own
+            assert time.monotonic() < deadline, f"the writer is stuck: {writer.errors} errors"
+            time.sleep(0.01)
+        crash(lab, "db2")
+        assert primary_of(snapshot(lab)) == []  # read_only=1 from its my.cnf
+        assert replica_sources(lab, "db2") == [lab.config.servers["db1"].port]
+        rec = roleswap(lab, "recover", "--yes")
+        assert rec.returncode == 0, rec.stdout + rec.stderr
+        assert "swap finished" in rec.stdout, rec.stdout
+        wait_healthy(lab, "db2")
+        time.sleep(0.3)
+    finally:
+        writer.stop()
+    assert replica_sources(lab, "db2") == []
+    assert replica_sources(lab, "db1") == [lab.config.servers["db2"].port]
+    missing = set(writer.acked) - present_ids(lab, "db2")
+    assert not missing, f"{len(missing)} acknowledged writes lost"
+    assert_same_data(lab)
+    again = roleswap(lab, "recover", "--yes", "--json")
+    assert json.loads(again.stdout) == {"ok": True, "action": "none"}
+
+
+def replica_sources(lab: RunningLab, name: str) -> list[int]:
+    """Ports of the sources ``name`` has a replication channel to (running or not)."""
+    d = lab.dialect(name)
+    return [ReplicaStatus.from_row(row).source_port for row in lab.run(name, [d.replica_status()])]

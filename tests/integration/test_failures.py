@@ -27,7 +27,7 @@ from tests.integration.swaphelp import (
 )
 
 BEFORE_PONR = ["lock", "pre-sync", "pause", "fence", "catch-up", "promote", "publish"]
-AFTER_PONR = ["demote", "repoint", "verify", "unlock"]
+AFTER_PONR = ["detach", "demote", "repoint", "verify", "unlock"]
 PAUSE_TTL = "2"
 
 

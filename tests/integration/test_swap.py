@@ -112,7 +112,7 @@ def test_dry_run_and_check_change_nothing(module_lab: RunningLab) -> None:
     assert dry.returncode == 0, dry.stderr
     assert "plan" in dry.stdout and "dry run: nothing changed" in dry.stdout
     for step in ("lock", "pre-sync", "pause", "fence", "catch-up", "promote", "publish", "resume",
-                 "demote", "repoint", "verify", "unlock"):
+                 "detach", "demote", "repoint", "verify", "unlock"):
         assert f" {step} " in dry.stdout, step
     check = roleswap(lab, "--from", "db1", "--to", "db2", "--check", "--json")
     assert check.returncode == 0

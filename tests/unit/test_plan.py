@@ -32,7 +32,19 @@ def names(c: SwapContext) -> list[str]:
 def test_endpoint_plan(tmp_path: Path) -> None:
     assert names(ctx(tmp_path, "endpoint")) == [
         "lock", "pre-sync", "pause", "fence", "catch-up", "promote", "publish", "fence-check",
-        "resume", "demote", "repoint", "verify", "unlock"]
+        "resume", "detach", "demote", "repoint", "verify", "unlock"]
+
+
+def test_the_new_primary_forgets_the_old_one_after_the_resume_and_before_the_demotion(
+        tmp_path: Path) -> None:
+    """Promote only stops the applier inside the window; the channel reset (detach) waits
+    for the resume, and comes before demote so the two never point at each other --
+    in recover's finish too, which runs the plan's steps in this order."""
+    for method in ("endpoint", "none", "hook"):
+        n = names(ctx(tmp_path, method, hooks={"after_resume": "/bin/true"} if method == "hook" else None))
+        assert n.index("promote") < n.index("resume") < n.index("detach") < n.index("demote")
+        if method == "hook":
+            assert n.index("detach") < n.index("hook:after_resume")
 
 
 def test_fence_check_is_the_last_step_before_the_point_of_no_return(tmp_path: Path) -> None:

@@ -127,6 +127,18 @@ def test_fence_unfence(name: str) -> None:
     assert d.read_only() == FENCE[name][1:]
 
 
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_unfence_splits_into_writable_now_and_the_persisted_read_only_later(name: str) -> None:
+    """Promotion runs writable() inside the pause window and forget_persisted_read_only()
+    after the resume (a file write + fsync on MySQL 8.0+); together they are unfence()."""
+    d = ALL[name]
+    persisted = _RESET_PERSIST if name in ("mysql80", "mysql84") else []
+    assert d.forget_persisted_read_only() == persisted
+    assert d.writable() == [s for s in UNFENCE[name] if s not in _RESET_PERSIST]
+    assert d.unfence() == [*d.forget_persisted_read_only(), *d.writable()]
+    assert not [sql for sql, _ in d.writable() if "PERSIST" in sql]
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "3"])
 def test_fence_rejects_bad_timeout(bad: object) -> None:
     with pytest.raises(ValueError, match="lock_wait_timeout"):
@@ -155,6 +167,7 @@ def test_replication_control(name: str) -> None:
     assert d.start_replication() == [(start, ())]
     stops = [(f"{stop} IO_THREAD", ()), (f"{stop} SQL_THREAD", ())] if name == "mariadb" else [(stop, ())]
     assert d.reset_replication() == [*stops, (reset, ())]
+    assert d.stop_applier() == [(f"{stop} SQL_THREAD", ())]  # promotion: the applier only
     assert d.replica_status() == (status, ())
     assert d.binlog_status() == (binlog, ())
 
