@@ -187,10 +187,15 @@ class Dialect:
         holders; with a bounded session lock_wait_timeout it fails with 1205
         and leaves the server writable, a safe abort.  On MySQL
         ``super_read_only=1`` implies ``read_only=1`` and also stops SUPER users.
+        One statement, one round trip inside the pause window: a SET's assignments
+        apply in order, so the bound holds for the read-only one (tested live:
+        tests/integration/test_preflight.py, LOCK TABLES held -> 1205 after the bound).
         """
         if not isinstance(lock_wait_timeout, int) or lock_wait_timeout < 1:
             raise ValueError("lock_wait_timeout must be an int >= 1 (seconds)")
-        return [("SET SESSION lock_wait_timeout=%s", (lock_wait_timeout,)), *self.read_only()]
+        ((read_only, _),) = self.read_only()
+        assignment = read_only.removeprefix("SET ")
+        return [(f"SET SESSION lock_wait_timeout=%s, {assignment}", (lock_wait_timeout,))]
 
     def unfence(self) -> list[Stmt]:
         """Make the server writable again; where read-only was persisted, drop that so

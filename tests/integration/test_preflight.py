@@ -202,6 +202,7 @@ def test_fence_blocked_by_lock_tables_rolls_back(lab: RunningLab) -> None:
         assert res.returncode == 4, res.stdout + res.stderr
         data = json.loads(res.stdout.splitlines()[-1])
         assert data["rolled_back"] is True and "fence" in data["error"]["message"]
+        assert "1205" in data["error"]["message"]  # the bound held for read_only itself
         assert snapshot(lab) == before
     finally:
         with holder.cursor() as cur:
