@@ -72,27 +72,24 @@ def is_read_only(ctx: SwapContext, name: str) -> bool:
 def stop_applier(ctx: SwapContext, name: str) -> None:
     """Stop ``name``'s applier (SQL thread): from here on nothing its source sends is
     applied (the promotion, inside the pause window; :func:`forget_source` follows after
-    the resume).  With broken metadata the STOP itself can fail with 1201: the channel
-    is then forgotten at once (RESET SLAVE ALL still works)."""
-    d = ctx.dialect(name)
-    try:
-        ctx.run(name, d.stop_applier())
-    except ServerError as e:
-        if e.code not in BROKEN_METADATA:
-            raise
-        ctx.run(name, [(d.reset_replica_all_sql, ())])
+    the resume)."""
+    _run_or_reset(ctx, name, ctx.dialect(name).stop_applier())
 
 
 def forget_source(ctx: SwapContext, name: str) -> None:
-    """Stop replication on ``name`` and forget its source (promotion).  With broken
-    metadata STOP SLAVE itself can fail with 1201; RESET SLAVE ALL alone still works."""
-    d = ctx.dialect(name)
+    """Stop replication on ``name`` and forget its source (after a promotion)."""
+    _run_or_reset(ctx, name, ctx.dialect(name).reset_replication())
+
+
+def _run_or_reset(ctx: SwapContext, name: str, stmts: list[Stmt]) -> None:
+    """Run ``stmts``; with broken metadata a STOP SLAVE itself can fail with 1201, and
+    then the channel is forgotten at once (RESET SLAVE ALL alone still works)."""
     try:
-        ctx.run(name, d.reset_replication())
+        ctx.run(name, stmts)
     except ServerError as e:
         if e.code not in BROKEN_METADATA:
             raise
-        ctx.run(name, [(d.reset_replica_all_sql, ())])
+        ctx.run(name, [(ctx.dialect(name).reset_replica_all_sql, ())])
 
 
 def follow(ctx: SwapContext, name: str, source: str, stmts: Callable[[], list[Stmt]],
