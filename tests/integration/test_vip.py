@@ -304,7 +304,8 @@ def test_ssh_failure_mid_swap_rolls_back(hlab: HostsLab) -> None:
                                  "--yes", "--fence-timeout", "30"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 20
-        fence_sql = hlab.dialect("db1").read_only()[0][0]  # the fence's blocking statement
+        ((sql, args),) = hlab.dialect("db1").fence(30)  # the fence's statement, as it is sent
+        fence_sql = sql % args
         while not _count(watcher, "SELECT COUNT(*) FROM information_schema.processlist "
                                   "WHERE info = %s", (fence_sql,)):
             if proc.poll() is not None:  # say why (a preflight refusal, exit 3, names its check)

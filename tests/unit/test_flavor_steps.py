@@ -152,7 +152,7 @@ def test_fence_kill_privileged_on_mysql_is_a_stated_no_op() -> None:
     detail = Fence().apply(as_ctx(f))
     assert detail == ("db1 super_read_only; --kill-privileged: nothing to kill, super_read_only "
                       "stops every account")
-    assert f.statements("db1") == ["SET SESSION lock_wait_timeout=%s", "SET PERSIST super_read_only=1"]
+    assert f.statements("db1") == ["SET SESSION lock_wait_timeout=%s, PERSIST super_read_only=1"]
 
 
 def test_preflight_fence_on_mysql_says_kill_privileged_has_nothing_to_do() -> None:

@@ -119,6 +119,9 @@ def test_stale_token_resume_does_not_end_newer_pause(gthread: AppServer, ctl: Co
     assert wait_for(lambda: ctl.status().lease is None, 10.0)  # the old lease expired
     new = ctl.pause("new", ttl=10)
     try:
+        # every worker has seen the new pause: a request fired before that is not held
+        # (a race this test lost on a busy CI box)
+        assert new.wait_drained(5).drained
         held = client.fire(f"{gthread.base}/?tag=x")
         assert ctl.resume(token=old.token) is ResumeOutcome.TOKEN_MISMATCH
         time.sleep(0.3)
