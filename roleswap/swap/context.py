@@ -38,6 +38,10 @@ FAIL_ENV = "ROLESWAP_FAIL_AT"
 KILL_ENV = "ROLESWAP_KILL_AT"
 # "<step>[:<when>]=<seconds>": sleep there, so a test can act in a window for real
 SLEEP_ENV = "ROLESWAP_SLEEP_AT"
+# "<step>[:<when>]=<path>": wait there until <path> exists (at most HOLD_LIMIT seconds), so a
+# test holds the swap for exactly as long as its action takes, however slow the machine
+HOLD_ENV = "ROLESWAP_HOLD_AT"
+HOLD_LIMIT = 300.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,12 @@ class SwapContext:
             name, _, at = where.partition(":")
             if name == step and (at or "before") == when:
                 time.sleep(float(secs or 1))
+        hold = os.environ.get(HOLD_ENV, "")
+        if hold:
+            where, _, path = hold.partition("=")
+            name, _, at = where.partition(":")
+            if name == step and (at or "before") == when:
+                _wait_for_file(Path(path), f"{HOLD_ENV}={hold}")
         for env, action in ((KILL_ENV, "kill"), (FAIL_ENV, "fail")):
             spec = os.environ.get(env, "")
             if not spec:
@@ -170,6 +180,15 @@ class SwapContext:
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise StepError(f"injected failure at {step} ({env}={spec})",
                                 remedy=f"unset {env}; it is for tests only")
+
+
+def _wait_for_file(path: Path, spec: str) -> None:
+    deadline = time.monotonic() + HOLD_LIMIT
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise StepError(f"{spec}: {path} did not appear within {HOLD_LIMIT:.0f} s",
+                            remedy=f"unset {HOLD_ENV}; it is for tests only")
+        time.sleep(0.005)
 
 
 def journal_dir(config: Config) -> Path:

@@ -257,14 +257,23 @@ def last_journal_step(lab: RunningLab) -> tuple[str, str] | None:
 
 class BackgroundSwap:
     """``roleswap --from A --to B --yes --json`` as its own process, while the test acts
-    on the lab (with ROLESWAP_SLEEP_AT in ``env`` to hold it inside a window)."""
+    on the lab (with ROLESWAP_SLEEP_AT in ``env`` to hold it inside a window, or
+    ``hold="<step>[:when]"``: it waits there until :meth:`release`)."""
 
     def __init__(self, lab: RunningLab, source: str, target: str, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, hold: str = "") -> None:
+        self._gate = lab.dir / f"hold-{os.getpid()}-{time.monotonic_ns()}"
+        env = dict(env or {})
+        if hold:
+            env["ROLESWAP_HOLD_AT"] = f"{hold}={self._gate}"
         self.proc = subprocess.Popen(
             [*ROLESWAP, "-c", str(lab.config_path), "--from", source, "--to", target, "--yes",
              "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **(env or {})})
+            env={**os.environ, **env})
+
+    def release(self) -> None:
+        """Let a swap started with ``hold=`` go on."""
+        self._gate.touch()
 
     def wait_for(self, condition: Any, timeout: float = 30.0, every: float = 0.005) -> None:
         """Until ``condition()`` is true; fails if the swap exits first or time runs out."""
@@ -288,6 +297,7 @@ class BackgroundSwap:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._gate.unlink(missing_ok=True)
 
 
 def recover_converges(lab: RunningLab, primary: str, says: str = "") -> None:

@@ -96,10 +96,13 @@ def test_broken_replication_metadata_after_a_crash_is_reset_by_recover(lab: Runn
 def test_a_rollback_does_not_claim_a_crashed_source_is_the_primary(lab: RunningLab) -> None:
     """db1 is killed and restarted (read-only) while the swap sits after the lock: the
     next step fails and every undo runs, but db1 takes no writes: exit 6, not a
-    "rolled back: db1 is the primary again" (exit 4); recover then reopens db1."""
-    with BackgroundSwap(lab, "db1", "db2", env={"ROLESWAP_SLEEP_AT": "pre-sync:before=2"}) as bg:
-        bg.wait_for(lambda: last_journal_step(lab) == ("pre-sync", "running"))  # sleeping
+    "rolled back: db1 is the primary again" (exit 4); recover then reopens db1.
+    The swap is held until db1 is back (a fixed sleep lost that race on a busy box: db1
+    was still down, so the report named the refused connection instead)."""
+    with BackgroundSwap(lab, "db1", "db2", hold="pre-sync:before") as bg:
+        bg.wait_for(lambda: last_journal_step(lab) == ("pre-sync", "running"))  # held
         crash(lab, "db1")
+        bg.release()
         code, data, printed = bg.result()
     assert code == 6, printed
     assert "db1 is read-only" in data["error"]["message"]

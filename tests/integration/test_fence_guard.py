@@ -169,11 +169,10 @@ def test_a_write_through_the_fence_rolls_the_swap_back(lab: RunningLab) -> None:
     No ordinary writer runs here: one that ignored the pause would write on the
     promoted db2 in the same window, and with writes on both sides nothing can be
     rolled back safely (that case ends in exit 6 and a manual decision)."""
-    with BackgroundSwap(lab, "db1", "db2", "--pause-ttl", "10",
-                        env={"ROLESWAP_SLEEP_AT": "promote:after=1.5"}) as bg:
+    with BackgroundSwap(lab, "db1", "db2", "--pause-ttl", "10", hold="promote:after") as bg:
         # polled with the control account: a root session open on db1 while preflight runs
         # would itself be a session that can write through read_only (refused)
-        bg.wait_for(lambda: writable(lab) == ["db2"], every=0.01)  # promoted, sleeping
+        bg.wait_for(lambda: writable(lab) == ["db2"], every=0.01)  # promoted, held
         conn = priv_connect(lab, "db1")
         try:
             with conn.cursor() as cur:
@@ -187,6 +186,7 @@ def test_a_write_through_the_fence_rolls_the_swap_back(lab: RunningLab) -> None:
                     through = int(cur.lastrowid)
         finally:
             conn.close()
+        bg.release()
         code, data, printed = bg.result()
     if through is None:
         assert code == 0, printed  # fence-check found db1 where catch-up left it

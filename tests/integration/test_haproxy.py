@@ -257,13 +257,13 @@ def test_two_haproxy_instances_move_together(clean: HaLab, tmp_path: Path) -> No
 
 
 def test_haproxy_unreachable_mid_swap_rolls_back(clean: HaLab) -> None:
-    """HAProxy dies while the swap sleeps just before haproxy-maint (db1 fenced): the
+    """HAProxy dies while the swap is held just before haproxy-maint (db1 fenced): the
     step cannot reach it, nothing was sent, and the rollback is clean (exit 4)."""
     srv = clean.srv
-    env = {"ROLESWAP_SLEEP_AT": "haproxy-maint:before=3"}
-    with BackgroundSwap(clean.lab, "db1", "db2", env=env) as bg:
+    with BackgroundSwap(clean.lab, "db1", "db2", hold="haproxy-maint:before") as bg:
         bg.wait_for(lambda: _read_only(clean.lab, "db1"))
         srv.stop()
+        bg.release()
         code, _data, printed = bg.result()
     assert code == 4, printed
     assert "cannot connect to HAProxy lab-haproxy" in printed, printed
@@ -282,13 +282,13 @@ def test_haproxy_unreachable_mid_swap_rolls_back(clean: HaLab) -> None:
 
 
 def test_haproxy_lost_after_maint_fails_loudly_and_recover_finishes(clean: HaLab) -> None:
-    """HAProxy dies after db1's entry went to maint (the swap sleeps before haproxy-ready):
+    """HAProxy dies after db1's entry went to maint (the swap is held before haproxy-ready):
     the rollback cannot put db1's entry back, so it says so (exit 6, naming the instance)
     but still makes db1 writable again; once HAProxy runs again, `recover` finishes."""
-    env = {"ROLESWAP_SLEEP_AT": "haproxy-ready:before=3"}
-    with BackgroundSwap(clean.lab, "db1", "db2", env=env) as bg:
+    with BackgroundSwap(clean.lab, "db1", "db2", hold="haproxy-ready:before") as bg:
         bg.wait_for(lambda: clean.states()["db1"] == "maint")
         clean.srv.stop()
+        bg.release()
         code, _data, printed = bg.result()
     assert code == 6, printed  # RollbackIncompleteError
     assert "rolling back failed at: haproxy-maint" in printed, printed

@@ -133,7 +133,7 @@ def test_a_swap_right_after_a_failover_completes(slab: RunningLab) -> None:
 @pytest.mark.usefixtures("every_flavor_not_needed")
 def test_failover_inside_a_swap_loses_the_lock_and_roleswap_says_so(slab: RunningLab) -> None:
     """The replica misses the swap's writes (lock, journal, publish); the failover to it
-    happens while the swap sleeps before verify (past the point of no return).  The swap
+    happens while the swap is held before verify (past the point of no return).  The swap
     completes; its next journal writes put the whole record on the new master; the
     unlock finds the lock gone before its TTL and says so; the lost publish is noticed
     by status and repaired by recover."""
@@ -141,11 +141,12 @@ def test_failover_inside_a_swap_loses_the_lock_and_roleswap_says_so(slab: Runnin
     source = the_primary(slab)
     target = other(slab, source)
     g.detach_replica()
-    with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "verify:before=15"}) as bg:
-        bg.wait_for(lambda: last_journal_step(slab) == ("verify", "running"))  # sleeping
+    with BackgroundSwap(slab, source, target, hold="verify:before") as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == ("verify", "running"))  # held
         t0 = time.monotonic()
         g.failover(hurry=True)
         took = time.monotonic() - t0
+        bg.release()
         code, result, printed = bg.result()
     assert code == 0, printed
     wait_healthy(slab, target)
@@ -238,7 +239,7 @@ def test_min_replicas_to_write_refuses_a_swap_while_the_redis_replica_is_out(
     wait_healthy(slab, target)
 
 
-# (step the swap sleeps before while the sentinels fail over, a step made to fail or "")
+# (step the swap is held at while the sentinels fail over, a step made to fail or "")
 MOMENTS = [("fence", ""), ("publish", ""), ("demote", ""), ("fence", "promote")]
 
 
@@ -258,16 +259,12 @@ def test_a_failover_at_any_moment_of_a_swap_leaves_its_state_on_the_new_master(
     g = group(slab)
     source = the_primary(slab)
     target = other(slab, source)
-    env = {"ROLESWAP_SLEEP_AT": f"{moment}:before=4"}
-    if fail_at:
-        env["ROLESWAP_FAIL_AT"] = fail_at
-    with BackgroundSwap(slab, source, target, env=env) as bg:
-        bg.wait_for(lambda: last_journal_step(slab) == (moment, "running"))  # sleeping
-        t0 = time.monotonic()
+    env = {"ROLESWAP_FAIL_AT": fail_at} if fail_at else {}
+    with BackgroundSwap(slab, source, target, env=env, hold=f"{moment}:before") as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == (moment, "running"))  # held
         old, new = g.promote()
-        took = time.monotonic() - t0
+        bg.release()
         code, result, printed = bg.result()
-    assert took < 4, f"the promotion took {took:.1f}s, longer than the swap slept: inconclusive"
     g.settle(old, hurry=True)  # the old master turns replica now (the sentinels would ~8 s
     # later): its split-brain writes go
     assert code == (4 if fail_at else 0), printed
@@ -301,9 +298,10 @@ def test_a_lock_brought_back_by_a_lossy_failover_is_released_by_recover(slab: Ru
     g = group(slab)
     source = the_primary(slab)
     target = other(slab, source)
-    with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "unlock:before=2"}) as bg:
+    with BackgroundSwap(slab, source, target, hold="unlock:before") as bg:
         bg.wait_for(lambda: last_journal_step(slab) == ("unlock", "running"))
         g.detach_replica()
+        bg.release()
         code, result, printed = bg.result()
     assert code == 0, printed
     g.failover(hurry=True)  # to the replica that still has the lock
@@ -338,18 +336,19 @@ def test_a_lock_brought_back_by_a_lossy_failover_is_released_by_recover(slab: Ru
 
 
 def test_kill9_of_the_redis_master_inside_the_pause(slab: RunningLab) -> None:
-    """kill -9 of the Redis master while the swap sleeps inside the pause (before
+    """kill -9 of the Redis master while the swap is held inside the pause (before
     promote): the swap completes (exit 0) or rolls back (exit 4), never anything else;
     afterwards one primary, no lock held, no unfinished swap, data equal."""
     g = group(slab)
     source = the_primary(slab)
     target = other(slab, source)
-    with BackgroundSwap(slab, source, target, env={"ROLESWAP_SLEEP_AT": "promote:before=3"}) as bg:
-        bg.wait_for(lambda: last_journal_step(slab) == ("promote", "running"))  # sleeping
+    with BackgroundSwap(slab, source, target, hold="promote:before") as bg:
+        bg.wait_for(lambda: last_journal_step(slab) == ("promote", "running"))  # held
         t0 = time.monotonic()
         old = g.kill_master()
         new = g.wait_master((old.host, old.port))
         took = time.monotonic() - t0
+        bg.release()
         code, result, printed = bg.result()
     assert code in (0, 4), printed
     primary = target if code == 0 else source
