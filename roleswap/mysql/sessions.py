@@ -14,6 +14,7 @@ never returned or printed: SHOW GRANTS can carry password hashes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -165,3 +166,21 @@ def kill_sessions(conn: Connection[Any], ids: Iterable[int]) -> list[int]:
                 continue  # it ended by itself meanwhile
             raise
     return killed
+
+
+def wait_until_gone(conn: Connection[Any], ids: list[int], timeout: float) -> list[int]:
+    """Poll until none of ``ids`` is in the processlist any more, at most ``timeout``
+    seconds; returns those still there.  ``KILL`` only flags a thread: one that was
+    committing finishes that commit first, and that write must land before the fenced
+    primary's final position is read, not after (fence-check would see it move and roll
+    the swap back).  A killed thread leaves the list once its statement has ended."""
+    if not ids:
+        return []
+    marks = ", ".join(["%s"] * len(ids))
+    sql = f"SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID IN ({marks})"
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [int(r["id"]) for r in query(conn, sql, tuple(ids))]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.001)

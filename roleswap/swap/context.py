@@ -39,7 +39,8 @@ KILL_ENV = "ROLESWAP_KILL_AT"
 # "<step>[:<when>]=<seconds>": sleep there, so a test can act in a window for real
 SLEEP_ENV = "ROLESWAP_SLEEP_AT"
 # "<step>[:<when>]=<path>": wait there until <path> exists (at most HOLD_LIMIT seconds), so a
-# test holds the swap for exactly as long as its action takes, however slow the machine
+# test holds the swap for exactly as long as its action takes, however slow the machine;
+# <path>.held is created when the swap gets there
 HOLD_ENV = "ROLESWAP_HOLD_AT"
 HOLD_LIMIT = 300.0
 
@@ -183,6 +184,7 @@ class SwapContext:
 
 
 def _wait_for_file(path: Path, spec: str) -> None:
+    Path(f"{path}.held").touch()  # tells the test the swap got here
     deadline = time.monotonic() + HOLD_LIMIT
     while not path.exists():
         if time.monotonic() > deadline:

@@ -47,24 +47,33 @@ class Fence(Step):
             # super_read_only (MySQL) stops every account: no session is privileged
             detail += f"; --kill-privileged: nothing to kill, {d.fence_var} stops every account"
         elif ctx.opts.kill_privileged:
-            killed = self._kill_bypassing(ctx)
-            if killed:
-                detail += f"; killed {len(killed)} privileged session(s): " + \
-                          ", ".join(str(i) for i in killed)
+            detail += self._kill_bypassing(ctx)
         return detail
 
-    def _kill_bypassing(self, ctx: SwapContext) -> list[int]:
+    def _kill_bypassing(self, ctx: SwapContext) -> str:
         conn = ctx.conn(ctx.source)
+        t0 = time.monotonic()
         try:
             found, _users = msess.fence_bypassing_sessions(conn, ctx.dialect(ctx.source),
                                                            ctx.config.mysql.user)
             killed = msess.kill_sessions(conn, [s.id for s in found])
+            # bounded like the fence itself: a commit in flight ends in milliseconds; what
+            # outlasts --fence-timeout (a long rollback) commits nothing, and fence-check
+            # still rolls the swap back if a write did land after catch-up's read
+            left = msess.wait_until_gone(conn, killed, ctx.opts.fence_timeout)
         except pymysql.MySQLError as e:
             raise StepError(f"could not kill the sessions that bypass read_only on {ctx.source}: {e}",
                             remedy="grant the control account CONNECTION ADMIN (see README), or "
                                    "disconnect them and retry without --kill-privileged") from None
         ctx.remember(killed_sessions=killed)
-        return killed
+        if not killed:
+            return ""
+        took = (time.monotonic() - t0) * 1000
+        said = f"; killed {len(killed)} privileged session(s): " + ", ".join(map(str, killed))
+        if left:
+            return said + (f"; still ending after {took:.0f} ms: " + ", ".join(map(str, left)) +
+                           " (fence-check rolls back if one of them commits after all)")
+        return said + f" (all ended within {took:.1f} ms)"
 
     def undo(self, ctx: SwapContext) -> str:
         """Writable again -- only if that leaves exactly one writable server: the target

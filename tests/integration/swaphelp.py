@@ -271,6 +271,11 @@ class BackgroundSwap:
              "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **env})
 
+    def wait_held(self, timeout: float = 60.0) -> None:
+        """Until a swap started with ``hold=`` has got there (and waits)."""
+        held = Path(f"{self._gate}.held")
+        self.wait_for(held.exists, timeout)
+
     def release(self) -> None:
         """Let a swap started with ``hold=`` go on."""
         self._gate.touch()
@@ -298,6 +303,7 @@ class BackgroundSwap:
             self.proc.kill()
             self.proc.wait(10)
         self._gate.unlink(missing_ok=True)
+        Path(f"{self._gate}.held").unlink(missing_ok=True)
 
 
 def recover_converges(lab: RunningLab, primary: str, says: str = "") -> None:

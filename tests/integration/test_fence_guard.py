@@ -237,3 +237,43 @@ def test_recover_follows_a_cluster_rolled_back_by_hand(lab: RunningLab) -> None:
         writer.stop()
     assert not set(writer.acked) - present_ids(lab, "db1")
     assert_same_data(lab)
+
+
+def test_kill_privileged_waits_until_the_killed_sessions_have_ended(lab: RunningLab) -> None:
+    """KILL only flags a thread: a killed session ends its statement (a commit in flight
+    lands, a big transaction rolls back) before it leaves.  The fence waits for that, so
+    catch-up reads the old primary's final position after anything a killed session
+    could still commit (not after it, which fence-check would see as a write through the
+    fence and roll back).  Shown with an open transaction of 50,000 rows: its rollback
+    keeps the killed thread in the processlist for 0.1-0.2 s here (the fence may wait up
+    to --fence-timeout, 10 s in this test)."""
+    if not bypassed(lab):
+        pytest.skip("super_read_only stops every account: --kill-privileged kills nothing")
+    conn = priv_connect(lab, "db1")
+    with conn.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        sid = int(cur.fetchone()[0])
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO app.writes (n) SELECT -7 FROM app.seq_1_to_50000")
+    try:
+        with BackgroundSwap(lab, "db1", "db2", "--kill-privileged", "--fence-timeout", "10",
+                            hold="fence:after") as bg:
+            bg.wait_held()
+            c = connect(lab.config.server("db1"), lab.config.mysql, timeout=2, tls=False)
+            try:
+                rows = query(c, "SELECT COMMAND AS c FROM information_schema.PROCESSLIST "
+                                "WHERE ID = %s", (sid,))
+            finally:
+                c.close()
+            bg.release()
+            code, data, printed = bg.result()
+    finally:
+        with contextlib.suppress(pymysql.MySQLError):
+            conn.close()
+    assert rows == [], f"the fence ended while killed session {sid} still ran: {rows}"
+    assert code == 0, printed
+    fence = next(s for s in data["steps"] if s["name"] == "fence")
+    assert f"killed 1 privileged session(s): {sid} (all ended within" in fence["detail"], fence
+    wait_healthy(lab, "db2")
+    assert lab.query("db2", "SELECT COUNT(*) FROM app.writes WHERE n = -7")[0][0] == 0
+    assert_same_data(lab)

@@ -26,6 +26,7 @@ def test_hold_waits_until_its_file_exists(tmp_path: Path,
     waiter.start()
     waiter.join(0.2)
     assert waiter.is_alive()  # still held: the file is not there
+    assert Path(f"{gate}.held").exists()  # and it said it got there
     gate.touch()
     waiter.join(30)
     assert seen == [True]
