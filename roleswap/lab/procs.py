@@ -151,10 +151,27 @@ def alive(pid: int, marker: str | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    state = _proc_state(pid)
-    if state == "Z":
+    if _proc_state(pid) == "Z" and not _threads_running(pid):
         return False
     return marker is None or marker in cmdline(pid)
+
+
+def _threads_running(pid: int) -> bool:
+    """True if a thread of ``pid`` other than its first still runs.  A multi-threaded
+    process (HAProxy's two threads here) whose main thread has exited reads as a zombie
+    while the other threads still serve its sockets: it is not gone yet."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _proc_state(pid: int) -> str:
