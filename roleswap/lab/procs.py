@@ -164,19 +164,18 @@ def _threads_running(pid: int) -> bool:
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
     except OSError:
         return False
-    for tid in tids:
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(_stat_state(Path(f"/proc/{pid}/task/{tid}/stat")) not in ("", "Z", "X")
+               for tid in tids)
 
 
 def _proc_state(pid: int) -> str:
+    return _stat_state(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_state(stat_file: Path) -> str:
+    """The state letter of a /proc stat file ("" if it is gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = stat_file.read_text()
     except OSError:
         return ""
     # the state follows the ")" that ends the command name

@@ -159,28 +159,27 @@ class SwapContext:
 
     # -- fault injection (tests) --------------------------------------------------
     def failpoint(self, step: str, when: str) -> None:
-        sleep = os.environ.get(SLEEP_ENV, "")
-        if sleep:
-            where, _, secs = sleep.partition("=")
-            name, _, at = where.partition(":")
-            if name == step and (at or "before") == when:
-                time.sleep(float(secs or 1))
-        hold = os.environ.get(HOLD_ENV, "")
-        if hold:
-            where, _, path = hold.partition("=")
-            name, _, at = where.partition(":")
-            if name == step and (at or "before") == when:
-                _wait_for_file(Path(path), f"{HOLD_ENV}={hold}")
+        sleep = _armed(SLEEP_ENV, step, when)
+        if sleep is not None:
+            time.sleep(float(sleep or 1))
+        hold = _armed(HOLD_ENV, step, when)
+        if hold is not None:
+            _wait_for_file(Path(hold), f"{HOLD_ENV}={os.environ[HOLD_ENV]}")
         for env, action in ((KILL_ENV, "kill"), (FAIL_ENV, "fail")):
-            spec = os.environ.get(env, "")
-            if not spec:
+            if _armed(env, step, when) is None:
                 continue
-            name, _, at = spec.partition(":")
-            if name == step and (at or "before") == when:
-                if action == "kill":
-                    os.kill(os.getpid(), signal.SIGKILL)
-                raise StepError(f"injected failure at {step} ({env}={spec})",
-                                remedy=f"unset {env}; it is for tests only")
+            if action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise StepError(f"injected failure at {step} ({env}={os.environ[env]})",
+                            remedy=f"unset {env}; it is for tests only")
+
+
+def _armed(env: str, step: str, when: str) -> str | None:
+    """The value after ``=`` of ``env`` = "<step>[:<when>][=<value>]" (``when`` defaults
+    to before) when it names this point ("" without a value), else None."""
+    where, _, value = os.environ.get(env, "").partition("=")
+    name, _, at = where.partition(":")
+    return value if name and name == step and (at or "before") == when else None
 
 
 def _wait_for_file(path: Path, spec: str) -> None:

@@ -263,6 +263,7 @@ class BackgroundSwap:
     def __init__(self, lab: RunningLab, source: str, target: str, *extra: str,
                  env: dict[str, str] | None = None, hold: str = "") -> None:
         self._gate = lab.dir / f"hold-{os.getpid()}-{time.monotonic_ns()}"
+        self._held = Path(f"{self._gate}.held")  # made by the swap when it gets there
         env = dict(env or {})
         if hold:
             env["ROLESWAP_HOLD_AT"] = f"{hold}={self._gate}"
@@ -273,8 +274,7 @@ class BackgroundSwap:
 
     def wait_held(self, timeout: float = 60.0) -> None:
         """Until a swap started with ``hold=`` has got there (and waits)."""
-        held = Path(f"{self._gate}.held")
-        self.wait_for(held.exists, timeout)
+        self.wait_for(self._held.exists, timeout)
 
     def release(self) -> None:
         """Let a swap started with ``hold=`` go on."""
@@ -303,7 +303,7 @@ class BackgroundSwap:
             self.proc.kill()
             self.proc.wait(10)
         self._gate.unlink(missing_ok=True)
-        Path(f"{self._gate}.held").unlink(missing_ok=True)
+        self._held.unlink(missing_ok=True)
 
 
 def recover_converges(lab: RunningLab, primary: str, says: str = "") -> None:
