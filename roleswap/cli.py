@@ -98,7 +98,8 @@ SWAP_TUNING = [
                  metavar="S", help="Refuse if a transaction on --from has run longer than S seconds."),
     click.option("--kill-privileged", is_flag=True,
                  help="Kill sessions on --from that can write through read_only (MariaDB: READ ONLY "
-                      "ADMIN) right after the fence, instead of refusing the swap. On MySQL the "
+                      "ADMIN) right after the fence, instead of refusing the swap, and wait (at "
+                      "most --fence-timeout) until they have ended. On MySQL the "
                       "fence is super_read_only, which stops every session: nothing to kill."),
 ]
 
