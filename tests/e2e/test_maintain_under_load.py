@@ -4,6 +4,7 @@ load: db1 is the primary again, the option changed on db1, 0 failed requests, 0 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -38,14 +39,17 @@ def restart_cmd() -> str:
             f"--set innodb_buffer_pool_size={BUFFER_POOL}")
 
 
-def runbook(lab: RunningLab, runs: list[dict[str, Any]], *args: str) -> Callable[[str, str], SwapRun]:
-    """A run_scenario swapper running ``roleswap ARGS --run <restart> --yes --json`` once."""
+def runbook(lab: RunningLab, runs: list[dict[str, Any]], *args: str,
+            env: dict[str, str] | None = None) -> Callable[[str, str], SwapRun]:
+    """A run_scenario swapper running ``roleswap ARGS --run <restart> --yes --json`` once
+    (with ``env`` added to its environment)."""
 
     def run(source: str, _target: str) -> SwapRun:
         argv = [sys.executable, "-m", "roleswap", "-c", str(lab.config_path), *args,
                 "--run", restart_cmd(), "--yes", "--json"]
         t0 = time.monotonic()
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False,
+                             env={**os.environ, **(env or {})})
         data = json.loads(out.stdout) if out.stdout.strip() else {"stderr": out.stderr}
         runs.append(data)
         ok = out.returncode == 0 and bool(data.get("ok"))
@@ -62,8 +66,12 @@ def test_maintain_primary_with_swap_back_under_load(module_lab: RunningLab, wsgi
     lab = module_lab
     pid_before = Lab.load(lab.dir).node("db1").pid
     runs: list[dict[str, Any]] = []
+    # each swap sits 0.1 s inside its pause window: ~20 requests arrive there at 200 req/s,
+    # so "both swaps held requests" is certain (a ~10 ms window caught none in two swaps once)
+    hold = {"ROLESWAP_SLEEP_AT": "pause:after=0.1"}
     res = run_scenario(lab.config_path, wsgi_app.url, swaps=1, rate=200.0,
-                       swapper=runbook(lab, runs, "maintain", "db1", "--swap-back"), warmup=1.0, settle=1.0)
+                       swapper=runbook(lab, runs, "maintain", "db1", "--swap-back", env=hold),
+                       warmup=1.0, settle=1.0)
     problems = res.problems()
     assert not problems, f"{problems}\n{json.dumps(runs, default=str)[:3000]}\n{wsgi_app.log_tail()}"
     data = runs[0]
